@@ -1,0 +1,1 @@
+"""Reporting: turn per-run results into tables and statistics a reader can trust."""
