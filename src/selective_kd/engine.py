@@ -1,0 +1,248 @@
+"""One training engine for the teacher and every student.
+
+The whole split lives on the training device; a batch is an index tensor into it, the
+augmentation is one vectorised gather, and the loss comes from an *objective*: a small
+callable that takes the model and a batch and returns the loss and a dict of named,
+detached metrics (mdistiller's contract). The teacher trains with cross-entropy; a
+student with the paper's KD loss. After every epoch the model, optimiser and history are
+checkpointed atomically, so an interrupted run resumes from its last finished epoch and
+ends with the same numbers as an uninterrupted one (orders and views are drawn from
+generators seeded by (seed, epoch), never from global state).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from selective_kd.config import Config, StageConfig
+from selective_kd.curriculum.pacing import epoch_generator, split_batches
+from selective_kd.data.augment import Views
+from selective_kd.data.base import Split
+from selective_kd.errors import UserError
+from selective_kd.fileio import torch_save, write_jsonl
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors compute: resolved once from the config."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # bf16 on GPUs by default, None (fp32) on CPU
+    channels_last: bool
+    compile: bool
+
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def resolve_runtime(cfg: Config) -> Runtime:
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(cfg.device)
+        except RuntimeError:
+            raise UserError(f"config key 'device': {cfg.device!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("config key 'device': cuda was asked for but no GPU is visible; use device=cpu or device=auto")
+    on_gpu = device.type == "cuda"
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    channels_last = on_gpu if cfg.channels_last is None else cfg.channels_last
+    return Runtime(device, dtype, channels_last, cfg.compile)
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: Tensor  # inputs after augmentation
+    y: Tensor  # labels
+    idx: Tensor  # positions in the training split (for per-sample teacher signals and λ)
+    view: Tensor | None  # augmentation view id per sample, None when not augmented
+
+
+class Objective(Protocol):
+    """Loss of a model on a batch, plus named detached metrics (per-batch means)."""
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+@dataclass(frozen=True)
+class CrossEntropyObjective:
+    """Plain supervised training: the teacher, and students with λ = 0."""
+
+    label_smoothing: float = 0.0
+
+    def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        loss = F.cross_entropy(model(batch.x).float(), batch.y, label_smoothing=self.label_smoothing)
+        zero = loss.detach() * 0
+        return loss, {"loss": loss.detach(), "ce": loss.detach(), "lam": zero}
+
+
+def learning_rate(stage: StageConfig, progress: float) -> float:
+    """LR at ``progress`` ∈ [0, 1) of training: linear warm-up, then constant, cosine or step."""
+    epochs = progress * stage.epochs
+    if stage.warmup_epochs and epochs < stage.warmup_epochs:
+        return stage.lr * (epochs + 1e-3) / stage.warmup_epochs
+    if stage.schedule == "cosine":
+        w = stage.warmup_epochs / stage.epochs
+        return 0.5 * stage.lr * (1 + math.cos(math.pi * (progress - w) / max(1e-9, 1 - w)))
+    if stage.schedule == "step":
+        return stage.lr * stage.step_gamma ** sum(progress >= m for m in stage.step_milestones)
+    return stage.lr
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, runtime: Runtime, batch_size: int) -> tuple[float, float]:
+    """Validation accuracy (fraction) and mean cross-entropy, in eval mode."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=runtime.device)
+    loss = torch.zeros((), device=runtime.device, dtype=torch.float64)
+    for start in range(0, len(split), batch_size):
+        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+        if runtime.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with runtime.autocast():
+            logits = model(x).float()
+        loss += F.cross_entropy(logits, y, reduction="sum").double()
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = max(1, len(split))
+    return correct.item() / n, loss.item() / n
+
+
+def fit(
+    model: nn.Module,
+    train: Split,
+    val: Split,
+    *,
+    stage: StageConfig,
+    batch_size: int,
+    objective: Objective,
+    order_for_epoch: Callable[[int], Tensor],
+    runtime: Runtime,
+    seed: int,
+    out_dir: Path,
+    identity: dict[str, Any],
+    eval_batch_size: int = 1024,
+    desc: str = "train",
+    quiet: bool = False,
+) -> list[dict[str, Any]]:
+    """Train ``model`` for ``stage.epochs`` epochs, resuming from ``out_dir/last.pt`` if present.
+
+    ``train``/``val`` must already be on ``runtime.device``. ``order_for_epoch(e)`` gives
+    the sample order of epoch ``e`` (random or curriculum). Returns the per-epoch history,
+    also written to ``out_dir/metrics.jsonl`` after every epoch.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "last.pt"
+    params_decay = [p for p in model.parameters() if p.dim() > 1]
+    params_plain = [p for p in model.parameters() if p.dim() <= 1]  # no weight decay on BN and biases
+    opt = torch.optim.SGD(
+        [{"params": params_decay, "weight_decay": stage.weight_decay}, {"params": params_plain, "weight_decay": 0.0}],
+        lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov and stage.momentum > 0,
+    )
+    history: list[dict[str, Any]] = []
+    start = 0
+    if ckpt_path.exists():
+        state = load_checkpoint(ckpt_path)
+        if state.get("identity") != identity:
+            raise UserError(mismatch_message(out_dir, state.get("identity"), identity))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        history, start = state["history"], state["epoch"]
+    views = Views(stage.crop_padding, stage.flip) if stage.augment else None
+    step_model = torch.compile(model) if runtime.compile else model
+    steps = len(split_batches(order_for_epoch(0), batch_size))
+    epochs = tqdm(range(start, stage.epochs), desc=desc, initial=start, total=stage.epochs, disable=quiet, leave=False)
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        model.train()
+        batches = split_batches(order_for_epoch(epoch), batch_size)
+        view_gen = epoch_generator(seed, epoch, stream=1)
+        sums: dict[str, Tensor] = {}
+        seen = 0
+        for step, idx_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=quiet, leave=False)):
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(stage, (epoch + step / steps) / stage.epochs)
+            idx = idx_cpu.to(runtime.device, non_blocking=True)
+            x, y = train.x[idx], train.y[idx]
+            view = None
+            if views is not None:
+                view = views.sample(idx.numel(), view_gen).to(runtime.device, non_blocking=True)
+                x = views.apply(x, view)
+            if runtime.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with runtime.autocast():
+                loss, logs = objective(step_model, Batch(x, y, idx, view))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            n = idx.numel()
+            for k, v in logs.items():  # stays on the device: no sync per step
+                sums[k] = sums.get(k, 0) + v.float() * n
+            seen += n
+        train_logs = {k: (v / seen).item() for k, v in sums.items()}
+        if not math.isfinite(train_logs.get("loss", 0.0)):
+            raise UserError(f"{desc}: training loss became {train_logs['loss']} in epoch {epoch + 1}; lower the learning rate ({desc}.lr)")
+        val_acc, val_loss = evaluate(model, val, runtime, eval_batch_size)
+        record = {
+            "epoch": epoch + 1,
+            "train_loss": train_logs.pop("loss"),
+            "lam_mean": train_logs.pop("lam", 0.0),
+            **{f"train_{k}": v for k, v in train_logs.items()},
+            "val_acc": val_acc,
+            "val_loss": val_loss,
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - t0,
+        }
+        history.append(record)
+        torch_save(ckpt_path, {
+            "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
+            "optimizer": opt.state_dict(), "history": history,
+        })
+        write_jsonl(out_dir / "metrics.jsonl", history)
+        epochs.set_postfix(val_acc=f"{val_acc:.3f}", loss=f"{record['train_loss']:.3f}")
+    return history
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to remove
+        raise UserError(f"checkpoint {path} cannot be read ({exc.__class__.__name__}): delete it to start that stage afresh") from None
+
+
+def mismatch_message(where: Path, old: Any, new: dict[str, Any]) -> str:
+    """Say which settings differ between what a folder holds and what was asked for."""
+    keys: list[str] = []
+    if isinstance(old, dict):
+        flat_old, flat_new = _flatten(old), _flatten(new)
+        keys = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
+    what = f" ({', '.join(keys[:5])} differ)" if keys else ""
+    return f"{where} holds a run made with other settings{what}: use another --out, or delete {where} to redo it"
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
