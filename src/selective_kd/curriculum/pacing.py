@@ -40,5 +40,6 @@ def split_batches(order: Tensor, batch_size: int) -> list[Tensor]:
     """
     batches = list(torch.split(order, batch_size))
     if len(batches) > 1 and batches[-1].numel() == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
