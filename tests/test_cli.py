@@ -1,0 +1,158 @@
+"""The command line end to end: a whole run, resume after interruption, bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from selective_kd.cli import main
+
+pytestmark = pytest.mark.slow
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "selective_kd", *args], capture_output=True, text=True, env=ENV, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from conftest import TINY
+
+    out = tmp_path_factory.mktemp("run") / "digits"
+    assert main(["run", "--quiet", "--out", str(out), *TINY]) == 0
+    return out
+
+
+def test_whole_run_writes_every_output(tiny_run: Path) -> None:
+    for name in ["config.yaml", "curriculum.csv", "results.md", "results.csv", "figure1_curriculum.png",
+                 "figure3_convergence.png", "teacher/metrics.jsonl", "teacher/model.pt", "teacher/result.json"]:
+        assert (tiny_run / name).is_file(), name
+    with open(tiny_run / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["model"] for r in rows] == ["teacher", "unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
+    for r in rows:
+        assert 0.0 <= float(r["val_acc"]) <= 1.0 and float(r["val_loss"]) > 0
+    lines = (tiny_run / "curriculum.csv").read_text().splitlines()
+    assert len(lines) == 1 + 1438  # digits: 1,797 images, 80% per class
+    metrics = [json.loads(x) for x in (tiny_run / "students" / "kd-cl-sr" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert {"train_loss", "val_acc", "val_loss", "lam_mean", "seconds"} <= set(metrics[0])
+    assert 0.0 < metrics[0]["lam_mean"] < 1.0  # selective reliance: between no and full reliance
+    unguided = json.loads((tiny_run / "students" / "unguided" / "metrics.jsonl").read_text().splitlines()[0])
+    assert unguided["lam_mean"] == 0.0
+    assert "Table 2" in (tiny_run / "results.md").read_text()
+
+
+def test_rerun_reuses_finished_stages(tiny_run: Path) -> None:
+    before = (tiny_run / "students" / "kd" / "model.pt").stat().st_mtime_ns
+    from conftest import TINY
+
+    assert main(["run", "--quiet", "--out", str(tiny_run), *TINY]) == 0
+    assert (tiny_run / "students" / "kd" / "model.pt").stat().st_mtime_ns == before
+
+
+def test_changed_settings_in_same_folder_are_refused(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import TINY
+
+    assert main(["teacher", "--quiet", "--out", str(tiny_run), *TINY, "teacher.lr=0.2"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a run made with other settings (teacher.lr differ)" in err and "Traceback" not in err
+
+
+def _wait_for(path: Path, timeout: float = 120) -> None:
+    end = time.time() + timeout
+    while not path.exists():
+        assert time.time() < end, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("how", ["kill", "ctrl-c"])
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path: Path, how: str) -> None:
+    from conftest import TINY
+
+    args = ["teacher", "--quiet", *TINY, "teacher.epochs=4"]
+    assert cli(*args, "--out", str(tmp_path / "full")).returncode == 0
+    out = tmp_path / "cut"
+    proc = subprocess.Popen([sys.executable, "-m", "selective_kd", *args, "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    _wait_for(out / "teacher" / "metrics.jsonl")  # at least one epoch is finished
+    proc.send_signal(signal.SIGKILL if how == "kill" else signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if (out / "teacher" / "result.json").exists():
+        pytest.skip("the run finished before it could be interrupted")
+    if how == "ctrl-c":
+        assert proc.returncode == 130 and "run the same command again to resume" in err and "Traceback" not in err
+    epochs_done = len((out / "teacher" / "metrics.jsonl").read_text().splitlines())
+    assert 1 <= epochs_done < 4
+    assert cli(*args, "--out", str(out)).returncode == 0
+    full = [json.loads(x) for x in (tmp_path / "full" / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    cut = [json.loads(x) for x in (out / "teacher" / "metrics.jsonl").read_text().splitlines()]
+    keys = ["epoch", "train_loss", "val_acc", "val_loss", "lr"]
+    assert [[m[k] for k in keys] for m in cut] == [[m[k] for k in keys] for m in full]
+    a = torch.load(tmp_path / "full" / "teacher" / "model.pt", weights_only=False)["state_dict"]
+    b = torch.load(out / "teacher" / "model.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for n in needles:
+        assert n in lines[0], lines[0]
+
+
+def test_unknown_variant(tmp_path: Path) -> None:
+    _one_line_error(cli("student", "--variant", "kd-xx", "--out", str(tmp_path)), "unknown variant 'kd-xx'", "kd-cl-sr")
+
+
+def test_missing_and_malformed_config(tmp_path: Path) -> None:
+    _one_line_error(cli("run", "--config", str(tmp_path / "nope.yaml")), "nope.yaml not found")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("teacher:\n  epochs: [1\n")
+    _one_line_error(cli("run", "--config", str(bad)), "not valid YAML")
+    wrong = tmp_path / "wrong.yaml"
+    wrong.write_text("teacher:\n  epochz: 1\n")
+    _one_line_error(cli("run", "--config", str(wrong)), "unknown config key 'teacher.epochz'")
+
+
+def test_curriculum_of_other_data_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    lines = (tiny_run / "curriculum.csv").read_text().splitlines()
+    short = tmp_path / "short.csv"
+    short.write_text("\n".join(lines[:-5]) + "\n")
+    _one_line_error(
+        cli("student", "--variant", "kd-cl", "--out", str(tmp_path / "o"), "--teacher", str(tiny_run / "teacher"),
+            "--curriculum", str(short), *TINY),
+        "has 1433 rows but the training set has 1438",
+    )
+
+
+def test_teacher_with_other_class_count_is_refused(tiny_run: Path, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    ckpt = torch.load(tiny_run / "teacher" / "model.pt", weights_only=False)
+    ckpt["num_classes"] = 100
+    bad = tmp_path / "t" / "model.pt"
+    bad.parent.mkdir()
+    torch.save(ckpt, bad)
+    _one_line_error(cli("curriculum", "--out", str(tmp_path / "o"), "--teacher", str(bad), *TINY),
+                    "predicts 100 classes but digits has 10")
+
+
+def test_report_gathers_run_folders(tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["report", str(tiny_run), "--out", str(tmp_path)]) == 0
+    assert "Student-KD-CL-SR" in capsys.readouterr().out
+    assert (tmp_path / "results.md").exists()
+    assert main(["report", str(tmp_path / "nothing")]) == 2
