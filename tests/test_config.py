@@ -13,7 +13,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_digits_yaml_equals_builtin_defaults() -> None:
-    assert to_dict(load_config(ROOT / "configs" / "digits.yaml")) == to_dict(Config())
+    assert to_dict(load_config(ROOT / "configs" / "digits.yaml")) == to_dict(load_config(None))
+
+
+def test_yaml_files_do_not_inherit_digits_settings(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("dataset: cifar10\nteacher:\n  arch: resnet152\n")
+    cfg = load_config(path)
+    assert (cfg.teacher.width, cfg.teacher.weight_decay, cfg.teacher.schedule) == (1.0, 0.0, "constant")
+    assert to_dict(cfg.student) == to_dict(Config().student)
 
 
 def test_every_shipped_config_validates() -> None:
@@ -24,7 +32,8 @@ def test_every_shipped_config_validates() -> None:
 
 
 def test_overrides_are_typed() -> None:
-    cfg = load_config(None, ["seed=3", "teacher.epochs=7", "student.lr=5e-4", "distill.variants=[kd, kd-cl-sr]"])
+    cfg = load_config(None, ["seed=3", "teacher.epochs=7", "student.lr=5e-4", "distill.variants=[kd, kd-cl-sr]", "distill.teacher_cache=off"])
+    assert cfg.distill.teacher_cache == "off"  # YAML reads off as false
     assert (cfg.seed, cfg.teacher.epochs, cfg.student.lr, cfg.distill.variants) == (3, 7, 5e-4, ["kd", "kd-cl-sr"])
 
 

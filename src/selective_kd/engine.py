@@ -198,7 +198,8 @@ def fit(
             seen += n
         train_logs = {k: (v / seen).item() for k, v in sums.items()}
         if not math.isfinite(train_logs.get("loss", 0.0)):
-            raise UserError(f"{desc}: training loss became {train_logs['loss']} in epoch {epoch + 1}; lower the learning rate ({desc}.lr)")
+            key = "teacher.lr" if desc == "teacher" else "student.lr"
+            raise UserError(f"{desc}: training loss became {train_logs['loss']} in epoch {epoch + 1}; lower the learning rate ({key})")
         val_acc, val_loss = evaluate(model, val, runtime, eval_batch_size)
         record = {
             "epoch": epoch + 1,

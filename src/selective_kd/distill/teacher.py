@@ -100,6 +100,11 @@ def compute_view_logits(
             bar.update(xb.shape[0])
     bar.close()
     assert out is not None
+    if not torch.isfinite(out).all():
+        raise UserError(
+            "teacher logits overflow float16 in the teacher cache (|logit| > 65504): "
+            "check the teacher, or set distill.teacher_cache=off to run it online"
+        )
     return out
 
 

@@ -20,7 +20,7 @@ from selective_kd.experiments.variants import PAPER_NAMES
 from selective_kd.fileio import read_jsonl, write_text
 from selective_kd.report.stats import format_stats_markdown, stats_table
 
-CSV_COLUMNS = ["model", "dataset", "seed", "run", "arch", "val_acc", "val_loss", "best_val_acc", "epochs_to_95", "epochs", "seconds"]
+CSV_COLUMNS = ["model", "dataset", "seed", "run", "arch", "init", "val_acc", "val_loss", "best_val_acc", "epochs_to_95", "epochs", "seconds"]
 
 
 def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
@@ -46,6 +46,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "run": str(run),
                 "history": read_jsonl(metrics) if metrics.exists() else [],
                 "kind": "teacher" if r.get("model") == "teacher" else "student",
+                "init": f"pretrained ({Path(r['pretrained']).name})" if r.get("pretrained") else "from scratch",
                 "teacher_fraction": ident.get("data", {}).get("teacher_fraction"),
             })
     return rows
@@ -81,9 +82,9 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
     split = any(r["teacher_fraction"] for r in rows)
     lines: list[str] = []
     if teachers:
-        lines += ["## Table 1: teacher", "", "| dataset | model | seed | val acc | val loss | epochs |", "|---|---|---|---|---|---|"]
+        lines += ["## Table 1: teacher", "", "| dataset | model | init | seed | val acc | val loss | epochs |", "|---|---|---|---|---|---|---|"]
         for r in teachers:
-            lines.append(f"| {r['dataset']} | {r['arch']} | {r['seed']} | {_pct(r['val_acc'])} | {r['val_loss']:.4f} | {r['epochs']} |")
+            lines.append(f"| {r['dataset']} | {r['arch']} | {r['init']} | {r['seed']} | {_pct(r['val_acc'])} | {r['val_loss']:.4f} | {r['epochs']} |")
         lines.append("")
     if students:
         datasets = list(OrderedDict.fromkeys(r["dataset"] for r in students))
