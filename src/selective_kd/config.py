@@ -30,6 +30,8 @@ class DataConfig:
     download: bool = True  # try to download CIFAR when missing
     labels: Literal["fine", "coarse"] = "fine"  # CIFAR-100 label set
     val_fraction: float = 0.2  # digits: stratified hold-out (CIFAR uses its test set)
+    split_seed: int = 0  # seeds the hold-out and teacher/student splits; apart from `seed`, so
+    # runs over several training seeds share one split, one teacher and one curriculum
     teacher_fraction: float | None = None  # paper appendix: teacher trains on this part, students on the rest
     limit_train: int | None = None  # keep only the first N (stratified) training samples: quick looks
     limit_val: int | None = None

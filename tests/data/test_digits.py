@@ -21,7 +21,8 @@ def test_digits_split_is_stratified_seeded_and_normalised_on_train() -> None:
     assert train_frac.min() > 0.78 and train_frac.max() < 0.82
     again = load_dataset(load_config(None))
     assert torch.equal(again.val.y, data.val.y)
-    other = load_dataset(load_config(None, ["seed=1"]))
+    assert torch.equal(load_dataset(load_config(None, ["seed=1"])).val.x, data.val.x)  # training seed: same split
+    other = load_dataset(load_config(None, ["data.split_seed=1"]))
     assert not torch.equal(other.val.x, data.val.x)
 
 

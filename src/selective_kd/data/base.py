@@ -97,9 +97,9 @@ def build_dataset(
     cfg: Config,
 ) -> Dataset:
     """Normalise with training statistics, apply limits and the teacher/student split."""
-    keep = _limit(y_train, cfg.data.limit_train, cfg.seed)
+    keep = _limit(y_train, cfg.data.limit_train, cfg.data.split_seed)
     x_train, y_train = x_train[keep], y_train[keep]
-    keep = _limit(y_val, cfg.data.limit_val, cfg.seed)
+    keep = _limit(y_val, cfg.data.limit_val, cfg.data.split_seed)
     x_val, y_val = x_val[keep], y_val[keep]
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     xv = torch.as_tensor(x_val, dtype=torch.float32)
@@ -109,7 +109,7 @@ def build_dataset(
     val = Split(((xv - mean) / std).contiguous(), torch.as_tensor(y_val, dtype=torch.long))
     teacher_train = student_train = train
     if cfg.data.teacher_fraction is not None:
-        t_idx, s_idx = stratified_split(y_train, cfg.data.teacher_fraction, seed=cfg.seed + 1)
+        t_idx, s_idx = stratified_split(y_train, cfg.data.teacher_fraction, seed=cfg.data.split_seed + 1)
         ti, si = torch.from_numpy(t_idx), torch.from_numpy(s_idx)
         teacher_train = Split(train.x[ti].contiguous(), train.y[ti])
         student_train = Split(train.x[si].contiguous(), train.y[si])
@@ -131,7 +131,7 @@ def load_dataset(cfg: Config) -> Dataset:
         from selective_kd.data.digits import load_digits_arrays
 
         x, y, classes = load_digits_arrays()
-        tr, va = stratified_split(y, 1.0 - cfg.data.val_fraction, seed=cfg.seed)
+        tr, va = stratified_split(y, 1.0 - cfg.data.val_fraction, seed=cfg.data.split_seed)
         return build_dataset("digits", x[tr], y[tr], x[va], y[va], classes, cfg)
     from selective_kd.data.cifar import load_cifar
 

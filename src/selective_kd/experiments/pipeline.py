@@ -60,13 +60,13 @@ class RunPaths:
 
 # --------------------------------------------------------------------------- identities
 
-_DATA_KEYS = ("labels", "val_fraction", "teacher_fraction", "limit_train", "limit_val")
+_DATA_KEYS = ("labels", "val_fraction", "split_seed", "teacher_fraction", "limit_train", "limit_val")
 
 
 def data_identity(cfg: Config) -> dict[str, Any]:
     """Settings that decide the exact samples and split (not where the files lie)."""
     d = to_dict(cfg.data)
-    return {"dataset": cfg.dataset, "split_seed": cfg.seed, **{k: d[k] for k in _DATA_KEYS}}
+    return {"dataset": cfg.dataset, **{k: d[k] for k in _DATA_KEYS}}
 
 
 def teacher_identity(cfg: Config) -> dict[str, Any]:
