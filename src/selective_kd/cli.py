@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -70,6 +71,9 @@ def _setup_logging(quiet: bool) -> None:
 
 
 def dispatch(args: argparse.Namespace) -> int:
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 speaks
+        args.quiet = True
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     _setup_logging(args.quiet)
     if args.command == "report":
         from selective_kd.report import write_report
@@ -93,8 +97,9 @@ def dispatch(args: argparse.Namespace) -> int:
     from selective_kd.config import dump_yaml
     from selective_kd.fileio import write_text
 
-    paths.out.mkdir(parents=True, exist_ok=True)
-    write_text(paths.out / "config.yaml", dump_yaml(cfg))
+    if int(os.environ.get("RANK", "0")) == 0:
+        paths.out.mkdir(parents=True, exist_ok=True)
+        write_text(paths.out / "config.yaml", dump_yaml(cfg))
     if args.command == "student":  # fail on a bad variant before loading anything
         from selective_kd.experiments.variants import get_variant
 

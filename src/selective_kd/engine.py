@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.pacing import epoch_generator, split_batches
+from selective_kd.distributed import Dist, all_reduce_sum, init_from_env, local_slice, use_global_batchnorm
 from selective_kd.data.augment import Views
 from selective_kd.data.base import Split
 from selective_kd.errors import UserError
@@ -40,6 +41,7 @@ class Runtime:
     autocast_dtype: torch.dtype | None  # bf16 on GPUs by default, None (fp32) on CPU
     channels_last: bool
     compile: bool
+    dist: Dist = Dist()  # this process's rank under torchrun; a single process by default
 
     def autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
@@ -60,10 +62,14 @@ def resolve_runtime(cfg: Config) -> Runtime:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("config key 'device': cuda was asked for but no GPU is visible; use device=cpu or device=auto")
     on_gpu = device.type == "cuda"
+    d = init_from_env(on_gpu)
+    if on_gpu and d.enabled:
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
     dtype = torch.bfloat16 if precision == "bf16" else None
     channels_last = on_gpu if cfg.channels_last is None else cfg.channels_last
-    return Runtime(device, dtype, channels_last, cfg.compile)
+    return Runtime(device, dtype, channels_last, cfg.compile, d)
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class Batch:
     y: Tensor  # labels
     idx: Tensor  # positions in the training split (for per-sample teacher signals and λ)
     view: Tensor | None  # augmentation view id per sample, None when not augmented
+    batch_idx: Tensor | None = None  # the whole batch across ranks; None in one process (= idx)
 
 
 class Objective(Protocol):
@@ -107,13 +114,15 @@ def learning_rate(stage: StageConfig, progress: float) -> float:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, split: Split, runtime: Runtime, batch_size: int) -> tuple[float, float]:
-    """Validation accuracy (fraction) and mean cross-entropy, in eval mode."""
+    """Validation accuracy (fraction) and mean cross-entropy, in eval mode (sharded across ranks)."""
     was_training = model.training
     model.eval()
-    correct = torch.zeros((), device=runtime.device)
+    correct = torch.zeros((), device=runtime.device, dtype=torch.float64)
     loss = torch.zeros((), device=runtime.device, dtype=torch.float64)
-    for start in range(0, len(split), batch_size):
-        x, y = split.x[start : start + batch_size], split.y[start : start + batch_size]
+    mine = local_slice(torch.arange(len(split)), runtime.dist)
+    lo, hi = (int(mine[0]), int(mine[-1]) + 1) if mine.numel() else (0, 0)
+    for start in range(lo, hi, batch_size):
+        x, y = split.x[start : min(start + batch_size, hi)], split.y[start : min(start + batch_size, hi)]
         if runtime.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with runtime.autocast():
@@ -121,8 +130,9 @@ def evaluate(model: nn.Module, split: Split, runtime: Runtime, batch_size: int) 
         loss += F.cross_entropy(logits, y, reduction="sum").double()
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
+    totals = all_reduce_sum(torch.stack([correct, loss]))
     n = max(1, len(split))
-    return correct.item() / n, loss.item() / n
+    return totals[0].item() / n, totals[1].item() / n
 
 
 def fit(
@@ -148,8 +158,12 @@ def fit(
     the sample order of epoch ``e`` (random or curriculum). Returns the per-epoch history,
     also written to ``out_dir/metrics.jsonl`` after every epoch.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
+    d = runtime.dist
+    if d.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "last.pt"
+    if d.enabled:
+        model = use_global_batchnorm(model, runtime.device.type == "cuda")
     params_decay = [p for p in model.parameters() if p.dim() > 1]
     params_plain = [p for p in model.parameters() if p.dim() <= 1]  # no weight decay on BN and biases
     opt = torch.optim.SGD(
@@ -166,8 +180,13 @@ def fit(
         opt.load_state_dict(state["optimizer"])
         history, start = state["history"], state["epoch"]
     views = Views(stage.crop_padding, stage.flip) if stage.augment else None
-    step_model = torch.compile(model) if runtime.compile else model
+    step_model: nn.Module = model
+    if d.enabled:
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
+    if runtime.compile:
+        step_model = torch.compile(step_model)  # type: ignore[assignment]
     steps = len(split_batches(order_for_epoch(0), batch_size))
+    quiet = quiet or not d.is_main
     epochs = tqdm(range(start, stage.epochs), desc=desc, initial=start, total=stage.epochs, disable=quiet, leave=False)
     for epoch in epochs:
         t0 = time.perf_counter()
@@ -176,19 +195,24 @@ def fit(
         view_gen = epoch_generator(seed, epoch, stream=1)
         sums: dict[str, Tensor] = {}
         seen = 0
-        for step, idx_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=quiet, leave=False)):
+        for step, global_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=quiet, leave=False)):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(stage, (epoch + step / steps) / stage.epochs)
-            idx = idx_cpu.to(runtime.device, non_blocking=True)
+            # Views are drawn for the global batch so every rank count gives the same ones.
+            global_view = views.sample(global_cpu.numel(), view_gen) if views is not None else None
+            idx = local_slice(global_cpu, d).to(runtime.device, non_blocking=True)
             x, y = train.x[idx], train.y[idx]
             view = None
-            if views is not None:
-                view = views.sample(idx.numel(), view_gen).to(runtime.device, non_blocking=True)
+            if global_view is not None and views is not None:
+                view = local_slice(global_view, d).to(runtime.device, non_blocking=True)
                 x = views.apply(x, view)
             if runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
+            batch_idx = global_cpu.to(runtime.device, non_blocking=True) if d.enabled else None
             with runtime.autocast():
-                loss, logs = objective(step_model, Batch(x, y, idx, view))
+                loss, logs = objective(step_model, Batch(x, y, idx, view, batch_idx))
+            if d.enabled:  # DDP averages over ranks; weight each by its share of the batch
+                loss = loss * (idx.numel() * d.world / global_cpu.numel())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -196,7 +220,9 @@ def fit(
             for k, v in logs.items():  # stays on the device: no sync per step
                 sums[k] = sums.get(k, 0) + v.float() * n
             seen += n
-        train_logs = {k: (v / seen).item() for k, v in sums.items()}
+        keys = sorted(sums)
+        totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [torch.tensor(float(seen), dtype=torch.float64, device=runtime.device)]))
+        train_logs = {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
         if not math.isfinite(train_logs.get("loss", 0.0)):
             key = "teacher.lr" if desc == "teacher" else "student.lr"
             raise UserError(f"{desc}: training loss became {train_logs['loss']} in epoch {epoch + 1}; lower the learning rate ({key})")
@@ -212,11 +238,12 @@ def fit(
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
-        torch_save(ckpt_path, {
-            "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
-            "optimizer": opt.state_dict(), "history": history,
-        })
-        write_jsonl(out_dir / "metrics.jsonl", history)
+        if d.is_main:
+            torch_save(ckpt_path, {
+                "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "history": history,
+            })
+            write_jsonl(out_dir / "metrics.jsonl", history)
         epochs.set_postfix(val_acc=f"{val_acc:.3f}", loss=f"{record['train_loss']:.3f}")
     return history
 

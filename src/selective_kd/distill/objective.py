@@ -25,7 +25,7 @@ class DistillObjective:
         logits = model(batch.x)
         ce = cross_entropy_term(logits, batch.y)
         kd = kd_term(logits, self.teacher(batch), self.temperature)
-        lam = self.policy(batch.idx)
+        lam = self.policy(batch.idx, batch.batch_idx)
         loss = student_loss(ce, kd, lam)
         lam_mean = torch.as_tensor(lam, device=loss.device, dtype=torch.float32).mean()
         return loss, {"loss": loss.detach(), "ce": ce.detach().mean(), "kd": kd.detach().mean(), "lam": lam_mean}

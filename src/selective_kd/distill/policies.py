@@ -22,9 +22,11 @@ from torch import Tensor
 
 
 class LambdaPolicy(Protocol):
-    """λ for a batch, given the batch's sample indices (on the training device)."""
+    """λ for this process's samples ``idx`` of the batch ``batch_idx`` (the whole batch
+    across data-parallel ranks; ``idx`` itself in one process). Indices are positions in
+    the training set, on the training device."""
 
-    def __call__(self, idx: Tensor) -> float | Tensor: ...
+    def __call__(self, idx: Tensor, batch_idx: Tensor | None = None) -> float | Tensor: ...
 
 
 def selective_reliance_lambda(batch_confidence: Tensor | float, max_confidence: float, shift: float) -> Tensor | float:
@@ -44,7 +46,7 @@ class ConstantLambda:
 
     value: float
 
-    def __call__(self, idx: Tensor) -> float:
+    def __call__(self, idx: Tensor, batch_idx: Tensor | None = None) -> float:
         return self.value
 
 
@@ -56,8 +58,9 @@ class SelectiveReliance:
     max_confidence: float
     shift: float
 
-    def __call__(self, idx: Tensor) -> Tensor:
-        lam = selective_reliance_lambda(self.confidence[idx].mean(), self.max_confidence, self.shift)
+    def __call__(self, idx: Tensor, batch_idx: Tensor | None = None) -> Tensor:
+        whole = idx if batch_idx is None else batch_idx
+        lam = selective_reliance_lambda(self.confidence[whole].mean(), self.max_confidence, self.shift)
         return torch.clamp(lam, 0.0, 1.0)
 
 
@@ -73,7 +76,7 @@ class PerSampleSelectiveReliance:
     max_confidence: float
     shift: float
 
-    def __call__(self, idx: Tensor) -> Tensor:
+    def __call__(self, idx: Tensor, batch_idx: Tensor | None = None) -> Tensor:
         lam = selective_reliance_lambda(self.confidence[idx], self.max_confidence, self.shift)
         return torch.clamp(lam, 0.0, 1.0)
 

@@ -112,21 +112,31 @@ def load_or_build_cache(
     directory: Path,
     key: dict[str, Any],
     build: Any,
+    writer: bool = True,
 ) -> Tensor:
     """The cache for ``key`` under ``directory`` (``<digest>.npy`` + ``.json``), built if absent.
 
     The file name is the key's digest, so caches for other teachers, data or views live
     side by side and are reused across variants and seeds; a file whose recorded key
-    differs from its name's (copied or edited by hand) is refused.
+    differs from its name's (copied or edited by hand) is refused. Under torchrun only
+    the ``writer`` (rank 0) builds it; the other ranks wait, then open the file.
     """
+    from selective_kd.distributed import barrier
+
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:20]
     npy, meta = directory / f"{digest}.npy", directory / f"{digest}.json"
-    if npy.exists() and meta.exists():
+    ready = npy.exists() and meta.exists()
+    barrier()  # every rank has looked before rank 0 may write
+    if ready:
+        return open_cache(npy, meta, key)
+    if not writer:
+        barrier()
         return open_cache(npy, meta, key)
     table: Tensor = build()
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write(npy, lambda fh: np.save(fh, table.numpy()))
     write_json(meta, {"key": key, "shape": list(table.shape)})
+    barrier()
     return table
 
 

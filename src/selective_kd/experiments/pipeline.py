@@ -33,6 +33,7 @@ from selective_kd.distill.teacher import (
     compute_view_logits,
     load_or_build_cache,
 )
+from selective_kd.distributed import barrier
 from selective_kd.engine import CrossEntropyObjective, Runtime, fit, load_checkpoint, mismatch_message, resolve_runtime
 from selective_kd.errors import UserError
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher, resolve_variants
@@ -119,10 +120,12 @@ def _finished(stage_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | Non
     return result
 
 
-def _finish(stage_dir: Path, model: nn.Module, meta: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    torch_save(stage_dir / "model.pt", {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-    write_json(stage_dir / "result.json", result)
-    (stage_dir / "last.pt").unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
+def _finish(stage_dir: Path, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+    if runtime.dist.is_main:
+        torch_save(stage_dir / "model.pt", {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
+        write_json(stage_dir / "result.json", result)
+        (stage_dir / "last.pt").unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
+    barrier()
     return result
 
 
@@ -195,7 +198,7 @@ def run_teacher(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, q
     )
     result = {"model": "teacher", "arch": tcfg.arch, "pretrained": tcfg.pretrained, **summarize_history(history), "identity": identity}
     log.info("teacher: val_acc %.4f val_loss %.4f (%.1fs)", result["val_acc"], result["val_loss"], result["seconds"])
-    return _finish(stage_dir, model, {**_model_meta(tcfg, data), "identity": identity}, result)
+    return _finish(stage_dir, model, {**_model_meta(tcfg, data), "identity": identity}, result, runtime)
 
 
 def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> Curriculum:
@@ -213,11 +216,13 @@ def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime
     logits = teacher_logits(model, data.student_train.x.to(runtime.device), cfg.eval_batch_size, runtime.autocast_dtype)
     scores = scores_from_logits(logits, data.student_train.y)
     cur = Curriculum(scores, curriculum_order(scores))
-    write_curriculum(paths.curriculum, cur)
-    write_json(meta_path, {"teacher": file_digest(teacher_path), "samples": len(scores)})
-    from selective_kd.report.figures import plot_curriculum
+    if runtime.dist.is_main:
+        write_curriculum(paths.curriculum, cur)
+        write_json(meta_path, {"teacher": file_digest(teacher_path), "samples": len(scores)})
+        from selective_kd.report.figures import plot_curriculum
 
-    plot_curriculum(cur, paths.out / "figure1_curriculum.png")
+        plot_curriculum(cur, paths.out / "figure1_curriculum.png")
+    barrier()
     log.info(
         "curriculum: %d samples scored in %.1fs, teacher correct on %.1f%%, written to %s",
         len(scores), time.perf_counter() - t0, 100 * scores.correct.double().mean().item(), paths.curriculum,
@@ -249,7 +254,7 @@ def _teacher_signal(
         log.info("teacher cache: %d samples × %d views in %.1fs", x.shape[0], count, time.perf_counter() - t0)
         return table
 
-    table = load_or_build_cache(paths.teacher_dir / "cache", key, build)
+    table = load_or_build_cache(paths.teacher_dir / "cache", key, build, writer=runtime.dist.is_main)
     on_device = table.to(runtime.device) if runtime.device.type == "cuda" else table
     return "cached", CachedTeacher(on_device), ckpt.get("identity")
 
@@ -294,7 +299,7 @@ def run_student(
     result = {"model": variant, "arch": scfg.arch, "shift": shift, "teacher_signal": signal_name,
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"], result["seconds"])
-    return _finish(stage_dir, model, {**_model_meta(scfg, data), "identity": identity}, result)
+    return _finish(stage_dir, model, {**_model_meta(scfg, data), "identity": identity}, result, runtime)
 
 
 def run_all(cfg: Config, paths: RunPaths, quiet: bool = False) -> str:
@@ -302,9 +307,10 @@ def run_all(cfg: Config, paths: RunPaths, quiet: bool = False) -> str:
     from selective_kd.report import write_report
 
     t0 = time.perf_counter()
-    paths.out.mkdir(parents=True, exist_ok=True)
-    write_text(paths.out / "config.yaml", dump_yaml(cfg))
     runtime = resolve_runtime(cfg)
+    if runtime.dist.is_main:
+        paths.out.mkdir(parents=True, exist_ok=True)
+        write_text(paths.out / "config.yaml", dump_yaml(cfg))
     data = load_dataset(cfg)
     log.info("data: %s; device %s", data.describe(), runtime.device)
     variants = resolve_variants(cfg.distill)
@@ -314,7 +320,7 @@ def run_all(cfg: Config, paths: RunPaths, quiet: bool = False) -> str:
         run_curriculum(cfg, paths, data, runtime, quiet)
     for name in variants:
         run_student(cfg, paths, name, data, runtime, quiet)
-    table = write_report([paths.out], paths.out)
+    table = write_report([paths.out], paths.out) if runtime.dist.is_main else ""
     log.info("run: finished in %.1fs; results in %s", time.perf_counter() - t0, paths.out)
     return table
 
