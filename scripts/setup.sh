@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Set up selective-kd in ./.venv on a fresh machine. Idempotent: a second call is quick.
+#   bash scripts/setup.sh        the package (enough for `selective-kd run`)
+#   bash scripts/setup.sh test   plus pytest, hypothesis and Ray (the grid's cluster tests)
 #
 # torch comes first and on purpose: an unpinned `pip install torch` on a machine without
 # a GPU pulls several GB of CUDA packages. Without a visible NVIDIA GPU we install the CPU
@@ -19,4 +21,8 @@ if ! "$VPY" -c "import torch" 2>/dev/null; then
       || "$VPY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
   fi
 fi
-"$VPY" -m pip install -q -e ".[test]"
+if [ "${1:-}" = test ]; then
+  "$VPY" -m pip install -q -e ".[test,ray]"
+else
+  "$VPY" -m pip install -q -e .
+fi
