@@ -1,0 +1,103 @@
+"""``selective-kd bench`` runs end to end on tiny settings and reports every number.
+
+Speeds are never asserted: they depend on the machine. Only that each measurement
+exists, is a positive finite number, and that bad input is a one-line UserError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from selective_kd.bench import add_bench_parser, bench_command, format_results
+from selective_kd.errors import UserError
+
+NUMBERS = ["reference", "engine_online", "engine_cached", "scoring", "peak_flops", "achieved_flops"]
+TINY = ["--student-arch", "resnet18", "--teacher-arch", "resnet18", "--images", "64",
+        "--batch-size", "16", "--steps", "1", "--warmup", "0", "--device", "cpu", "--quiet"]
+
+
+def _args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="selective-kd")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_bench_parser(sub)
+    return parser.parse_args(["bench", *argv])
+
+
+def test_parser_defaults_are_the_issue_setting() -> None:
+    args = _args([])
+    assert (args.teacher_arch, args.student_arch, args.batch_size) == ("resnet152", "resnet18", 128)
+    assert (args.device, args.steps, args.warmup, args.images) == ("auto", None, 2, 2048)
+    assert args.json is None and not args.compile and not args.quiet
+
+
+@pytest.fixture
+def one_thread():
+    """One thread: tiny models run as fast, and cannot be slowed 2-30× by OpenMP
+    oversubscription when other processes share the cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_tiny_bench_writes_every_number(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "sub" / "bench.json"
+    assert bench_command(_args([*TINY, "--json", str(out)])) == 0
+
+    results = json.loads(out.read_text())
+    for key in NUMBERS:
+        value = results[key]
+        assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (key, value)
+    assert results["teacher"] == "resnet18" and results["student"] == "resnet18"
+    assert results["batch_size"] == 16 and results["threads"] == torch.get_num_threads() >= 1
+    assert results["torch"] == torch.__version__ and results["device"].startswith("cpu")
+    # A resnet18 fwd+bwd is about 3.3 GFLOP per 32×32 image (1.1 forward, twice that backward).
+    assert 2.5e9 < results["student_step_flops"] / 16 < 4.5e9
+    assert not list(out.parent.glob(".*.tmp")), "the JSON is written atomically"
+    assert results["load_average"][0] is None or results["load_average"][0] >= 0
+
+    printed = capsys.readouterr().out
+    for label in ("reference", "engine_online", "engine_cached", "scoring", "(c)/(a)", "(b)/(a)", "random fp16 table"):
+        assert label in printed
+
+
+def test_table_reports_the_ratios_to_the_reference() -> None:
+    results = {
+        "reference": 10.0, "engine_online": 12.5, "engine_cached": 40.0, "scoring": 100.0,
+        "peak_flops": 2e11, "achieved_flops": 5e10, "student_step_flops": 1e9 * 16,
+        "device": "cpu (2 threads)", "precision": "fp32", "channels_last": False, "compile": False,
+        "teacher": "resnet152", "student": "resnet18", "batch_size": 16, "images": 64, "torch": "x",
+    }
+    text = format_results(results)
+    assert "(c)/(a) = 4.00" in text and "(b)/(a) = 1.25" in text
+    assert "25% of peak" in text
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--teacher-arch", "resnet7"], "--teacher-arch: unknown architecture 'resnet7'"),
+        (["--student-arch", "vgg"], "--student-arch: unknown architecture 'vgg'"),
+        (["--batch-size", "1"], "--batch-size 1"),
+        (["--steps", "0"], "--steps 0"),
+        (["--images", "8", "--batch-size", "16"], "--images 8"),
+    ],
+)
+def test_bad_input_is_a_one_line_user_error(argv: list[str], message: str) -> None:
+    with pytest.raises(UserError, match=message.replace("(", r"\(")) as err:
+        bench_command(_args(["--device", "cpu", *argv]))
+    assert "\n" not in str(err.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: cuda is a valid device here")
+def test_cuda_without_a_gpu_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="no GPU is visible"):
+        bench_command(_args(["--device", "cuda"]))
