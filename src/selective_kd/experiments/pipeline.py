@@ -230,33 +230,52 @@ def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime
     return cur
 
 
-def _teacher_signal(
-    cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool
-) -> tuple[str, TeacherSignal | None, dict[str, Any] | None]:
-    """Decide between the cached and the online teacher, and build it."""
-    teacher_path = paths.teacher_dir / "model.pt"
-    model, ckpt = load_teacher(teacher_path, data, runtime)
-    views = Views(cfg.student.crop_padding, cfg.student.flip) if cfg.student.augment else None
+def teacher_signal_mode(cfg: Config) -> str:
+    """"cached" or "online": whichever needs fewer teacher passes over the data.
+
+    The cache costs one pass per augmented view, once; the online teacher one pass per
+    student epoch and KD variant. ``distill.teacher_cache`` forces either.
+    """
+    mode = cfg.distill.teacher_cache
+    if mode != "auto":
+        return "cached" if mode == "on" else "online"
+    views = student_views(cfg)
     count = views.count if views else 1
     kd_variants = sum(needs_teacher(v) for v in resolve_variants(cfg.distill).values())
-    mode = cfg.distill.teacher_cache
-    # The cache costs `count` teacher passes over the data once; the online teacher costs
-    # one pass per student epoch and KD variant. "auto" takes whichever is fewer.
-    use_cache = mode == "on" or (mode == "auto" and count <= cfg.student.epochs * max(1, kd_variants))
-    if not use_cache:
-        return "online", OnlineTeacher(model), ckpt.get("identity")
+    return "cached" if count <= cfg.student.epochs * max(1, kd_variants) else "online"
+
+
+def student_views(cfg: Config) -> Views | None:
+    return Views(cfg.student.crop_padding, cfg.student.flip) if cfg.student.augment else None
+
+
+def _teacher_signal(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, mode: str, quiet: bool) -> TeacherSignal:
+    """The online teacher, or the cache of its logits for every (sample, view)."""
+    teacher_path = paths.teacher_dir / "model.pt"
+    model, ckpt = load_teacher(teacher_path, data, runtime)
+    if mode == "online":
+        return OnlineTeacher(model)
+    views = student_views(cfg)
     x = data.student_train.x
     key = cache_key(file_digest(teacher_path), x, data.student_train.y, views, ckpt.get("input_size"))
 
     def build() -> torch.Tensor:
         t0 = time.perf_counter()
         table = compute_view_logits(model, x.to(runtime.device), views, runtime, cfg.eval_batch_size, quiet)
-        log.info("teacher cache: %d samples × %d views in %.1fs", x.shape[0], count, time.perf_counter() - t0)
+        log.info("teacher cache: %d samples × %d views in %.1fs", x.shape[0], table.shape[1], time.perf_counter() - t0)
         return table
 
     table = load_or_build_cache(paths.teacher_dir / "cache", key, build, writer=runtime.dist.is_main)
     on_device = table.to(runtime.device) if runtime.device.type == "cuda" else table
-    return "cached", CachedTeacher(on_device), ckpt.get("identity")
+    return CachedTeacher(on_device)
+
+
+def _teacher_identity_of(paths: RunPaths) -> dict[str, Any] | None:
+    """The settings the teacher checkpoint was trained with (part of a student's identity)."""
+    path = paths.teacher_dir / "model.pt"
+    if not path.is_file():
+        raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
+    return load_checkpoint(path).get("identity")
 
 
 def run_student(
@@ -266,14 +285,15 @@ def run_student(
     v = get_variant(cfg.distill, variant)
     scfg = cfg.student
     bs = scfg.batch_size or cfg.batch_size
-    signal_name, signal, teacher_id = "none", None, None
+    signal_name, teacher_id = "none", None
     if needs_teacher(v):
-        signal_name, signal, teacher_id = _teacher_signal(cfg, paths, data, runtime, quiet)
+        signal_name, teacher_id = teacher_signal_mode(cfg), _teacher_identity_of(paths)
     identity = student_identity(cfg, variant, teacher_id, signal_name)
     stage_dir = paths.student_dir(variant)
     if (done := _finished(stage_dir, identity)) is not None:
         log.info("student %s: already trained (val_acc %.4f)", variant, done["val_acc"])
         return done
+    signal = _teacher_signal(cfg, paths, data, runtime, signal_name, quiet) if needs_teacher(v) else None
     cur = read_curriculum(paths.curriculum, data.student_train.y) if needs_curriculum(v) else None
     train, val = data.student_train.to(runtime.device), data.val.to(runtime.device)
     n = len(train)
