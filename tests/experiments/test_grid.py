@@ -1,0 +1,207 @@
+"""`selective-kd grid`: expansion, shared teachers, skipping, retries, parallel runs, sweeps."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from selective_kd.errors import UserError
+from selective_kd.experiments.grid import add_grid_parser, build_spec, expand, grid_command
+
+TINY = [
+    "teacher.arch=resnet18", "teacher.width=0.125", "teacher.epochs=1", "teacher.batch_size=128",
+    "student.width=0.0625", "student.epochs=1", "batch_size=128",
+]
+
+
+def build_args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="selective-kd")
+    add_grid_parser(parser.add_subparsers(dest="command"))
+    return parser.parse_args(["grid", *argv])
+
+
+def grid(out: Path, *argv: str) -> int:
+    return grid_command(build_args("--quiet", "--out", str(out), *argv, *TINY))
+
+
+def summary(out: Path) -> dict[str, Any]:
+    return json.loads((out / "grid.json").read_text())
+
+
+def by_id(out: Path) -> dict[str, dict[str, Any]]:
+    return {r["id"]: r for r in summary(out)["runs"]}
+
+
+def results(out: Path) -> dict[Path, dict[str, Any]]:
+    return {p.relative_to(out): json.loads(p.read_text()) for p in sorted(out.glob("runs/**/students/*/result.json"))}
+
+
+def break_run(out: Path, run: str, variant: str) -> Path:
+    """An unreadable checkpoint where the run would resume from: it fails on every attempt."""
+    ckpt = out / "runs" / run / "students" / variant / "last.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"\x00garbage, not a checkpoint\xff" * 10)
+    return ckpt
+
+
+@pytest.fixture(autouse=True)
+def threads() -> Iterator[int]:
+    """Torch threads here as a `--jobs 2` child uses them (and no more than half the cores
+    while other tests may run beside this one); restored afterwards."""
+    before = torch.get_num_threads()
+    child = max(1, (os.cpu_count() or 1) // 2)
+    torch.set_num_threads(child)
+    yield child
+    torch.set_num_threads(before)
+
+
+# --------------------------------------------------------------------------- expansion (no training)
+
+
+def test_axes_sweeps_and_overrides_are_told_apart() -> None:
+    spec = build_spec(None, ["seed=5", "seeds=3", "datasets=[digits]", "variants=[kd,kd-cl]",
+                             "sweep.distill.temperature=[2,4]", "student.epochs=7"])
+    assert spec.seeds == [5, 6, 7]
+    assert spec.datasets == ["digits"] and spec.variants == ["kd", "kd-cl"]
+    assert spec.sweeps == {"distill.temperature": [2, 4]}
+    assert spec.base.student.epochs == 7 and spec.base.distill.variants == ["kd", "kd-cl"]
+    assert build_spec(None, ["seeds=[0,4,7]"]).seeds == [0, 4, 7]
+    default = build_spec(None, [])
+    assert default.seeds == [0, 1, 2] and default.datasets == ["digits"]
+    assert default.variants == ["unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
+
+
+@pytest.mark.parametrize("override, words", [
+    ("seeds=0", "at least 1"),
+    ("seeds=[1,1]", "more than once"),
+    ("seeds=two", "seeds="),
+    ("variants=[kd,nonsense]", "unknown variant 'nonsense'"),
+    ("datasets=[mnist]", "config key 'dataset'"),
+    ("sweep.distill.temperature=3", "needs a list"),
+    ("sweep.seed=[1,2]", "seeds=[...]"),
+    ("sweep.student.nope=[1,2]", "unknown config key 'student.nope'"),
+])
+def test_bad_grid_input_is_a_user_error_before_anything_runs(tmp_path: Path, override: str, words: str) -> None:
+    with pytest.raises(UserError, match=words.replace("[", r"\[").replace(".", r"\.")):
+        grid(tmp_path / "out", override)
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_flags_are_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UserError, match="--jobs 0"):
+        grid(tmp_path / "a", "--jobs", "0")
+    with pytest.raises(UserError, match="--jobs is for local runs"):
+        grid(tmp_path / "b", "--jobs", "2", "--ray")
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(UserError, match=r"Ray is not installed: pip install -e '\.\[ray\]'"):
+        grid(tmp_path / "c", "--ray", "seeds=1")  # also: `--ray key=value` is not taken for an address
+
+
+def test_teacher_is_shared_across_sweeps_that_do_not_change_it(tmp_path: Path) -> None:
+    def shared_of(*overrides: str) -> tuple[int, set[str]]:
+        g = expand(build_spec(None, [*TINY, "seeds=2", "variants=[unguided,kd]", *overrides]), tmp_path)
+        return len(g.shared), {str(Path(j.out).relative_to(tmp_path).parent) for j in g.students}
+
+    assert shared_of("sweep.student.lr=[0.05,0.1]", "sweep.distill.temperature=[2,4]") == (
+        1, {"runs/digits/" + t for t in ("lr=0.05,temperature=2", "lr=0.05,temperature=4", "lr=0.1,temperature=2", "lr=0.1,temperature=4")})
+    assert shared_of("sweep.teacher.lr=[0.05,0.1]", "sweep.student.lr=[0.05,0.1]")[0] == 2  # two keys named lr: full names
+    assert shared_of("sweep.teacher.lr=[0.05,0.1]", "sweep.student.lr=[0.05,0.1]")[1] >= {"runs/digits/teacher.lr=0.05,student.lr=0.1"}
+    g = expand(build_spec(None, [*TINY, "seeds=1", "variants=[unguided]"]), tmp_path)
+    assert g.shared == [] and [j.needs for j in g.students] == [None]  # no variant needs a teacher
+
+
+# --------------------------------------------------------------------------- running
+
+
+@pytest.mark.slow
+def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_asked_again(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    assert grid(out, "seeds=2", "variants=[unguided,kd,kd-cl-sr]") == 0
+    found = results(out)
+    assert sorted(map(str, found)) == sorted(f"runs/digits/seed{s}/students/{v}/result.json"
+                                             for s in (0, 1) for v in ("unguided", "kd", "kd-cl-sr"))
+    assert {r["identity"]["seed"] for r in found.values()} == {0, 1}
+    shared = list((out / "shared").iterdir())
+    assert len(shared) == 1 and shared[0].name.startswith("digits-")
+    assert len((shared[0] / "teacher" / "metrics.jsonl").read_text().splitlines()) == 1  # one epoch, trained once
+    assert (shared[0] / "curriculum.csv").exists()
+    s = summary(out)
+    assert [(r["status"], r["attempts"]) for r in s["shared"]] == [("done", 1)]
+    assert {(r["status"], r["attempts"]) for r in s["runs"]} == {("done", 1)} and len(s["runs"]) == 6
+    kd_teacher = {json.dumps(r["identity"]["teacher"], sort_keys=True) for p, r in found.items() if p.parts[-2] != "unguided"}
+    assert len(kd_teacher) == 1  # every guided student read the same teacher
+    md = (out / "results.md").read_text()
+    assert "Statistics over seeds" in md and "Student-KD-CL-SR" in md and (out / "results.csv").exists()
+    assert (out / "figure3_convergence.png").exists()
+    assert all((out / "logs" / f"{r['id']}.log").exists() for r in s["runs"])
+
+    models = sorted(out.glob("**/model.pt"))
+    assert len(models) == 7
+    stamps = {p: p.stat().st_mtime_ns for p in models}
+    assert grid(out, "seeds=2", "variants=[unguided,kd,kd-cl-sr]") == 0
+    s = summary(out)
+    assert {(r["status"], r["attempts"]) for r in s["runs"] + s["shared"]} == {("skipped", 0)}
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("**/model.pt"))} == stamps
+
+
+@pytest.mark.slow
+def test_failing_run_is_retried_and_reported_while_the_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "grid"
+    break_run(out, "digits/seed1", "kd")
+    assert grid(out, "--retries", "2", "seeds=2", "variants=[unguided,kd]") == 1
+    runs = by_id(out)
+    bad = runs.pop("digits-seed1-kd")
+    assert (bad["status"], bad["attempts"]) == ("failed", 3)
+    assert "cannot be read" in bad["error"]
+    log = Path(bad["log"])
+    assert log == out.resolve() / "logs" / "digits-seed1-kd.log" and log.exists()
+    text = log.read_text()
+    assert text.count("=== digits-seed1-kd: attempt") == 3 and text.count("\nerror: ") == 3 and "Traceback" in text
+    assert {(r["status"], r["attempts"]) for r in runs.values()} == {("done", 1)}
+    assert len(results(out)) == 3
+    err = capsys.readouterr().err
+    assert f"failed: digits-seed1-kd after 3 attempt(s)" in err and str(log) in err
+    assert "Student-KD" in (out / "results.md").read_text()  # the report covers what finished
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_results_as_sequential(tmp_path: Path, threads: int) -> None:
+    # On a CPU a run is reproducible at a given number of torch threads (the sums inside
+    # convolutions are split by thread); the sequential grid runs here at the children's count.
+    argv = ("seeds=2", "variants=[unguided,kd-cl-sr]")
+    assert grid(tmp_path / "seq", *argv) == 0
+    assert grid(tmp_path / "par", "--jobs", "2", *argv) == 0
+    seq, par = results(tmp_path / "seq"), results(tmp_path / "par")
+    assert len(seq) == 4 and seq.keys() == par.keys()
+    for key in seq:
+        assert (par[key]["val_acc"], par[key]["val_loss"]) == (seq[key]["val_acc"], seq[key]["val_loss"]), key
+    assert {r["status"] for r in by_id(tmp_path / "par").values()} == {"done"}
+
+
+@pytest.mark.slow
+def test_sweep_makes_run_folders_per_value_and_shares_the_teacher(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    assert grid(out, "seeds=2", "variants=[unguided,kd]", "sweep.distill.temperature=[2,4]") == 0
+    found = results(out)
+    assert len(found) == 8
+    for path, r in found.items():
+        assert path.parts[2] in ("temperature=2", "temperature=4")
+        assert r["identity"]["temperature"] == float(path.parts[2].split("=")[1])
+    assert len(list((out / "shared").iterdir())) == 1  # the temperature does not touch the teacher
+    assert {r["sweep"]["distill.temperature"] for r in summary(out)["runs"]} == {2, 4}
+    md = (out / "results.md").read_text()
+    assert "## temperature=2" in md and "## temperature=4" in md and md.count("Statistics over seeds: val_acc") == 2
+    for tag in ("temperature=2", "temperature=4"):
+        assert "Statistics over seeds" in (out / "sweeps" / tag / "results.md").read_text()
+    with open(out / "results.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["sweep"], r["model"]) for r in rows} >= {("temperature=4", "kd"), ("temperature=2", "unguided")}
