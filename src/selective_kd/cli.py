@@ -3,6 +3,8 @@
     selective-kd run                          # the whole digits pipeline, nothing to download
     selective-kd run --config configs/paper/cifar10.yaml data.root=~/data
     selective-kd teacher | curriculum | student --variant kd-cl-sr | report RUN_DIR...
+    selective-kd grid seeds=3 [--jobs N | --ray auto]    # datasets × variants × seeds, with statistics
+    selective-kd bench [--json PATH]                     # images/s: reference loop vs the engine
 
 Every stage takes ``--config``, ``--out`` and ``key=value`` overrides. Mistakes a user
 can fix end in one line ``error: ...`` and exit status 2; Ctrl-C ends with status 130
@@ -47,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the run folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true")
+    from selective_kd.bench import add_bench_parser
+    from selective_kd.experiments.grid import add_grid_parser
+
+    add_grid_parser(sub)
+    add_bench_parser(sub)
     return parser
 
 
@@ -75,6 +82,14 @@ def dispatch(args: argparse.Namespace) -> int:
         args.quiet = True
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
     _setup_logging(args.quiet)
+    if args.command == "grid":
+        from selective_kd.experiments.grid import grid_command
+
+        return grid_command(args)
+    if args.command == "bench":
+        from selective_kd.bench import bench_command
+
+        return bench_command(args)
     if args.command == "report":
         from selective_kd.report import write_report
 
