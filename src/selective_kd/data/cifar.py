@@ -28,11 +28,12 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import numpy as np
 
 from selective_kd.errors import UserError
+from selective_kd.fileio import atomic_write
 
 __all__ = ["ARCHIVE_MD5", "FILE_MD5", "URLS", "CifarArrays", "load_cifar"]
 
@@ -196,10 +197,8 @@ def _download(url: str, dest: Path) -> None:
 
     Module level on purpose: tests replace it so that they never touch the network.
     """
-    dest = Path(dest)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+    def fetch(out: IO[bytes]) -> None:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
             expected = resp.headers.get("Content-Length")
             got = 0
             while chunk := resp.read(1 << 20):
@@ -207,15 +206,8 @@ def _download(url: str, dest: Path) -> None:
                 got += len(chunk)
             if expected is not None and expected.isdigit() and got != int(expected):
                 raise OSError(f"download cut short: {got} of {expected} bytes")
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+
+    atomic_write(dest, fetch)
 
 
 # --------------------------------------------------------------------------- extracting
