@@ -47,7 +47,9 @@ def plot_convergence(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
     """Figure 3: validation loss (top) and accuracy (bottom) per epoch, one line per variant.
 
     ``curves[variant]`` holds one history per seed; with several seeds the line is the
-    mean and the band spans ± one sample standard deviation.
+    mean and the band spans ± one sample standard deviation. On the log-scale loss panel
+    the band's lower edge stops at the lowest loss any seed reached (mean − std can be
+    negative, which a log axis cannot show).
     """
     fig, (ax_loss, ax_acc) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
     for name, runs in curves.items():
@@ -64,7 +66,8 @@ def plot_convergence(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
             (line,) = ax.plot(epochs, mean, label=f"{name} (n={len(runs)})" if len(runs) > 1 else name)
             if len(runs) > 1:
                 std = values.std(axis=0, ddof=1)
-                ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+                low = np.maximum(mean - std, values.min(axis=0)) if key == "val_loss" else mean - std
+                ax.fill_between(epochs, low, mean + std, color=line.get_color(), alpha=0.2)
     ax_loss.set_yscale("log")  # epoch-1 losses would otherwise flatten the rest
     ax_loss.set_ylabel("validation loss (log scale)")
     ax_acc.set_ylabel("validation accuracy (%)")
