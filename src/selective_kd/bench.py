@@ -309,10 +309,10 @@ def engine_step(
         if runtime.channels_last:
             xb = xb.contiguous(memory_format=torch.channels_last)
         with runtime.autocast():
-            # Teacher first, as the reference does: run after the student's forward, an
-            # online teacher works while the student's activations are held for backward,
-            # and on the CPU that made the whole step 30% slower (fresh pages from the OS
-            # for its large tensors). DistillObjective calls them the other way round.
+            # Teacher first, as the reference and DistillObjective do: run after the
+            # student's forward, an online teacher works while the student's activations
+            # are held for backward, and on the CPU that made the whole step 30% slower
+            # (fresh pages from the OS for its large tensors).
             t_logits = teacher(Batch(xb, yb, idx, view))
             loss = kd_loss(step_model(xb), t_logits, yb, LAM, TEMPERATURE)
         opt.zero_grad(set_to_none=True)
