@@ -95,7 +95,7 @@ class Config:
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None  # None: on CUDA only
+    channels_last: bool | None = None  # None: on, CPU and GPU alike; false: the default layout
     compile: bool = False
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
