@@ -18,6 +18,10 @@ COMMON = [
     "--quiet", "teacher.arch=resnet18", "teacher.width=0.125", "teacher.epochs=2", "teacher.lr=0.01",
     "student.arch=resnet18", "student.width=0.0625", "student.epochs=2", "student.lr=0.01",
     "batch_size=50", "teacher.batch_size=50", "data.limit_train=240", "student.augment=true",
+    # The default memory layout: in channels_last, oneDNN picks convolution kernels by batch
+    # size, so a rank's half batch rounds differently from the whole (seen: 1.5e-3 relative
+    # in the first epoch's loss). This test pins the distributed logic, not kernel choice.
+    "channels_last=false",
 ]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 

@@ -9,6 +9,7 @@ one resumes from its last epoch; a folder made with other settings is refused.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -112,8 +113,6 @@ def _finished(stage_dir: Path, identity: dict[str, Any]) -> dict[str, Any] | Non
     result_path = stage_dir / "result.json"
     if not result_path.exists():
         return None
-    import json
-
     result = json.loads(result_path.read_text())
     if result.get("identity") != identity:
         raise UserError(mismatch_message(stage_dir, result.get("identity"), identity))
@@ -206,8 +205,6 @@ def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime
     teacher_path = paths.teacher_dir / "model.pt"
     meta_path = paths.curriculum.with_suffix(".json")
     if paths.curriculum.exists() and meta_path.exists() and teacher_path.exists():
-        import json
-
         if json.loads(meta_path.read_text()).get("teacher") == file_digest(teacher_path):
             log.info("curriculum: already in %s", paths.curriculum)
             return read_curriculum(paths.curriculum, data.student_train.y)

@@ -118,7 +118,7 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
         ]
         if multi_seed:
             for metric in ("val_acc", "val_loss"):
-                table = stats_table([r for r in students], metric=metric)
+                table = stats_table(students, metric=metric)
                 lines += [f"## Statistics over seeds: {metric}", "", format_stats_markdown(table, metric=metric, percent=metric == "val_acc"), ""]
     return "\n".join(lines)
 
