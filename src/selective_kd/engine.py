@@ -200,13 +200,11 @@ def fit(
         for step, global_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=quiet, leave=False)):
             for group in opt.param_groups:
                 group["lr"] = learning_rate(stage, (epoch + step / steps) / stage.epochs)
-            # Views are drawn for the global batch so every rank count gives the same ones.
-            global_view = views.sample(global_cpu.numel(), view_gen) if views is not None else None
             idx = local_slice(global_cpu, d).to(runtime.device, non_blocking=True)
             x, y = train.x[idx], train.y[idx]
             view = None
-            if global_view is not None and views is not None:
-                view = local_slice(global_view, d).to(runtime.device, non_blocking=True)
+            if views is not None:  # drawn for the global batch: any rank count sees the same views
+                view = local_slice(views.sample(global_cpu.numel(), view_gen), d).to(runtime.device, non_blocking=True)
                 x = views.apply(x, view)
             if runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
