@@ -156,3 +156,13 @@ def test_report_gathers_run_folders(tiny_run: Path, tmp_path: Path, capsys: pyte
     assert "Student-KD-CL-SR" in capsys.readouterr().out
     assert (tmp_path / "results.md").exists()
     assert main(["report", str(tmp_path / "nothing")]) == 2
+
+
+def test_corrupt_teacher_checkpoint_says_which_folder_to_delete(tiny_run: Path, tmp_path: Path) -> None:
+    from conftest import TINY
+
+    bad = tmp_path / "t" / "model.pt"
+    bad.parent.mkdir()
+    bad.write_bytes(b"garbage")
+    _one_line_error(cli("curriculum", "--out", str(tmp_path / "o"), "--teacher", str(bad), *TINY),
+                    "cannot be read: delete the folder", str(bad.parent))

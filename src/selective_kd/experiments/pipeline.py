@@ -136,11 +136,22 @@ def _model_meta(cfg_stage: Any, data: Dataset) -> dict[str, Any]:
     }
 
 
-def load_teacher(path: Path, data: Dataset, runtime: Runtime) -> tuple[nn.Module, dict[str, Any]]:
-    """The trained teacher, checked against the dataset it will score."""
+def read_teacher_checkpoint(path: Path) -> dict[str, Any]:
+    """A finished teacher's model.pt; a missing or unreadable one says how to get a good one."""
     if not path.is_file():
         raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
-    ckpt = load_checkpoint(path)
+    try:
+        return load_checkpoint(path)
+    except UserError:
+        raise UserError(
+            f"teacher checkpoint {path} cannot be read: delete the folder {path.parent} to train the teacher again, "
+            "or pass --teacher PATH"
+        ) from None
+
+
+def load_teacher(path: Path, data: Dataset, runtime: Runtime) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained teacher, checked against the dataset it will score."""
+    ckpt = read_teacher_checkpoint(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
         raise UserError(f"teacher checkpoint {path} is not a selective-kd teacher (model.pt from `selective-kd teacher`)")
     if ckpt["num_classes"] != data.num_classes:
@@ -269,10 +280,7 @@ def _teacher_signal(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtim
 
 def _teacher_identity_of(paths: RunPaths) -> dict[str, Any] | None:
     """The settings the teacher checkpoint was trained with (part of a student's identity)."""
-    path = paths.teacher_dir / "model.pt"
-    if not path.is_file():
-        raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
-    return load_checkpoint(path).get("identity")
+    return read_teacher_checkpoint(paths.teacher_dir / "model.pt").get("identity")
 
 
 def run_student(
