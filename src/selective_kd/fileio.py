@@ -1,37 +1,107 @@
 """Atomic file writes: a reader never sees a half-written file.
 
 Every output of a run goes through these helpers, so an interrupted run leaves either
-the previous complete file or the new complete file, never a truncated one.
+the previous complete file or the new complete file, never a truncated one. Files get
+the permissions any new file would (0666 less the umask), so collaborators can read
+results; a full disk or a read-only folder is a one-line :class:`UserError` naming the
+file, and the previous complete file stays as it was.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
+
+from selective_kd.errors import UserError
+
+# Errors a user fixes by freeing space or choosing another folder, not bugs.
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM}
+_TEMP = re.compile(r"\..+\.[A-Za-z0-9_]+\.tmp")  # what atomic_write leaves when killed mid-write
+_umask_lock = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where Linux allows (threads may be writing)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _umask_lock:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def write_error(path: Path, exc: OSError) -> UserError | None:
+    """The one-line error for a write a user can fix (full disk, read-only folder); None for other errors."""
+    if exc.errno in _NO_SPACE:
+        return UserError(f"cannot write {path}: {exc.strerror} (disk full); free some space and run the same command again "
+                         f"(the previous {path.name}, if any, is unchanged)")
+    if exc.errno in _NOT_WRITABLE:
+        return UserError(f"cannot write {path}: {exc.strerror}; choose a writable folder (--out) or fix its permissions")
+    return None
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> Path:
     """Call ``write`` on a temporary file beside ``path``, fsync it, then rename it over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise (write_error(path, exc) or exc) from None
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600: nobody else could read the results
+        except OSError:
+            pass  # a file system without modes (some network shares): its own rules apply
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not None:
+            raise err from None
         raise
     return path
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete the ``.NAME.*.tmp`` files a killed writer left in ``folder`` (not below it); returns them.
+
+    Call it when a stage starts in a folder only this process writes to (a locked run
+    folder, a stage's own folder): a temp file there belongs to no live writer.
+    """
+    folder = Path(folder)
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return removed
+    for entry in sorted(entries, key=lambda e: e.name):
+        if _TEMP.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+            try:
+                os.unlink(entry.path)
+            except FileNotFoundError:
+                continue
+            removed.append(Path(entry.path))
+    return removed
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
