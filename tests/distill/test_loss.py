@@ -67,3 +67,50 @@ def test_no_gradient_reaches_the_teacher() -> None:
 def test_lambda_of_wrong_shape_is_refused() -> None:
     with pytest.raises(ValueError, match="one value per sample"):
         kd_loss(S, T, Y, torch.zeros(2, 2), 4.0)
+
+
+# --------------------------------------------------------------------------- trust (issue 12)
+
+
+@pytest.mark.parametrize("lam", [-0.1, 1.5, float("nan"), float("inf"), torch.tensor(1.01), torch.tensor([0.2, -1e-6]),
+                                 torch.tensor([0.2, float("nan")])])
+def test_lambda_outside_zero_one_is_refused(lam: float | torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"lam must (lie in|be a number in) \[0, 1\]"):
+        kd_loss(S, T, Y, lam, 4.0)
+
+
+@pytest.mark.parametrize("lam", [torch.tensor([0.5, 0.5, 0.5]), torch.tensor([0.5])])
+def test_per_sample_lambda_of_wrong_length_names_the_shapes(lam: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=rf"lam has {lam.shape[0]} values .* but the batch has 2 samples"):
+        kd_loss(S, T, Y, lam, 4.0)
+
+
+@pytest.mark.parametrize("lam", [0, 1, 0.0, 1.0, torch.tensor(0.0), torch.tensor([0.0, 1.0])])
+def test_lambda_edges_are_accepted(lam: float | torch.Tensor) -> None:
+    assert torch.isfinite(kd_loss(S, T, Y, lam, 4.0))
+
+
+def test_float64_inputs_stay_float64() -> None:
+    s64, t64 = S.double(), T.double()
+    assert cross_entropy_term(s64, Y).dtype == torch.float64
+    assert kd_term(s64, t64, 4.0).dtype == torch.float64
+    loss = kd_loss(s64, t64, Y, 0.25, 4.0)
+    assert loss.dtype == torch.float64
+    # the exact value to float64 precision, from the closed forms of the tests above
+    ce = (math.log(1 + math.exp(-2)) + math.log(1 + math.exp(-1))) / 2
+    assert kd_loss(s64, t64, Y, 0.0, 4.0).item() == pytest.approx(ce, rel=1e-14)
+
+
+def test_tiny_logit_differences_survive_in_float64() -> None:
+    """A KL of 1e-9 drowns in float32 rounding (as it did when every input was cast with .float())."""
+    s = torch.tensor([[0.0, 1e-4]], dtype=torch.float64)
+    t = torch.tensor([[0.0, 0.0]], dtype=torch.float64)
+    kd = kd_term(s, t, 1.0).item()
+    assert kd == pytest.approx((1e-4) ** 2 / 8, rel=1e-3)  # KL ≈ Var·δ²/2 = δ²/8 for two classes
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_is_computed_in_float32(dtype: torch.dtype) -> None:
+    loss = kd_loss(S.to(dtype), T.to(dtype), Y, 0.5, 4.0)
+    assert loss.dtype == torch.float32
+    assert loss.item() == pytest.approx(kd_loss(S, T, Y, 0.5, 4.0).item(), rel=1e-6)  # S, T are exact in half
