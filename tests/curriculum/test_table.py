@@ -67,3 +67,69 @@ def test_malformed_files_are_refused(tmp_path: Path, text: str) -> None:
 def test_missing_file_says_what_to_run(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="run `selective-kd curriculum` first"):
         read_curriculum(tmp_path / "none.csv", torch.zeros(1, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- trust (issue 12)
+
+
+def _edit(path: Path, position: int, column: str, value: str) -> None:
+    """Set one cell of a written curriculum (rows are in position order)."""
+    lines = path.read_text().splitlines()
+    col = lines[0].split(",").index(column)
+    cells = lines[1 + position].split(",")
+    cells[col] = value
+    lines[1 + position] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.parametrize(
+    "column,value,message",
+    [
+        ("confidence", "nan", "confidence is not a finite number"),
+        ("confidence", "inf", "confidence is not a finite number"),
+        ("confidence", "-0.5", r"confidence lies outside \[0, 1\]"),
+        ("confidence", "1.5", r"confidence lies outside \[0, 1\]"),
+        ("log_confidence", "nan", "log_confidence is not a finite number <= 0"),
+        ("log_confidence", "-inf", "log_confidence is not a finite number <= 0"),
+        ("log_confidence", "0.3", "log_confidence is not a finite number <= 0"),
+        ("log_confidence", "-3.0", "log_confidence is not the log of confidence"),
+        ("correct", "2", "correct must be 0 or 1"),
+    ],
+)
+def test_impossible_scores_are_refused_with_advice_that_works(tmp_path: Path, column: str, value: str, message: str) -> None:
+    cur = _curriculum()
+    path = write_curriculum(tmp_path / "curriculum.csv", cur)
+    _edit(path, 3, column, value)
+    with pytest.raises(UserError, match=message) as info:
+        read_curriculum(path, cur.scores.label)
+    text = str(info.value)
+    assert "\n" not in text and f"delete {path} and run `selective-kd curriculum` (or `run`) again" in text
+
+
+def test_flipped_correct_flag_is_refused(tmp_path: Path) -> None:
+    cur = _curriculum()
+    path = write_curriculum(tmp_path / "c.csv", cur)
+    flag = path.read_text().splitlines()[1].split(",")[5]
+    _edit(path, 0, "correct", "0" if flag == "1" else "1")
+    with pytest.raises(UserError, match="correct disagrees with prediction == label"):
+        read_curriculum(path, cur.scores.label)
+
+
+def test_underflowed_confidence_of_a_loss_scorer_is_accepted(tmp_path: Path) -> None:
+    """exp(-800) is 0.0 in float64: a log-probability scorer may write confidence 0 legitimately."""
+    cur = _curriculum()
+    path = write_curriculum(tmp_path / "c.csv", cur)
+    _edit(path, 5, "confidence", "0.0")
+    _edit(path, 5, "log_confidence", "-800.0")
+    back = read_curriculum(path, cur.scores.label)
+    assert back.scores.confidence.min().item() == 0.0
+
+
+@pytest.mark.parametrize("content", [b"\x80\x81\x00\xff", b"index,label\x00\n"], ids=["binary", "nul"])
+def test_binary_file_is_one_line(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "c.csv"
+    path.write_bytes(content)
+    with pytest.raises(UserError, match="curriculum") as info:
+        read_curriculum(path, torch.zeros(1, dtype=torch.long))
+    assert f"delete {path}" in str(info.value)
+

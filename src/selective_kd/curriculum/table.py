@@ -41,8 +41,18 @@ def write_curriculum(path: str | Path, curriculum: Curriculum) -> Path:
     return write_text(path, buf.getvalue())
 
 
+def _redo(path: Path) -> str:
+    """The advice that works: the curriculum stage reuses an existing file, so it must go first."""
+    return f"delete {path} and run `selective-kd curriculum` (or `run`) again"
+
+
 def read_curriculum(path: str | Path, labels: Tensor) -> Curriculum:
-    """Read and check a curriculum against the training labels it will order."""
+    """Read and check a curriculum against the training labels it will order.
+
+    Besides the shape of the file, the scores must be what a scorer writes: confidences
+    in [0, 1], their logs finite and consistent with them, ``correct`` equal to
+    prediction == label. A hand-edited or damaged file is refused, never trained on.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"curriculum {path} not found: run `selective-kd curriculum` first (it needs the teacher)")
@@ -51,7 +61,7 @@ def read_curriculum(path: str | Path, labels: Tensor) -> Curriculum:
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.DictReader(fh)
             if reader.fieldnames != COLUMNS:
-                raise UserError(f"curriculum {path} has columns {reader.fieldnames}, expected {','.join(COLUMNS)}")
+                raise UserError(f"curriculum {path} has columns {reader.fieldnames}, expected {','.join(COLUMNS)}: {_redo(path)}")
             rows = list(reader)
         index = torch.tensor([int(r["index"]) for r in rows], dtype=torch.long)
         position = torch.tensor([int(r["position"]) for r in rows], dtype=torch.long)
@@ -59,16 +69,18 @@ def read_curriculum(path: str | Path, labels: Tensor) -> Curriculum:
         pred = torch.tensor([int(r["prediction"]) for r in rows], dtype=torch.long)
         conf = torch.tensor([float(r["confidence"]) for r in rows], dtype=torch.float64)
         logc = torch.tensor([float(r["log_confidence"]) for r in rows], dtype=torch.float64)
-        corr = torch.tensor([r["correct"] in ("1", "True", "true") for r in rows], dtype=torch.bool)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UserError(f"curriculum {path} is malformed ({exc}): regenerate it with `selective-kd curriculum`") from None
+        corr = torch.tensor([_flag(r["correct"]) for r in rows], dtype=torch.bool)
+    except (ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError, OverflowError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        raise UserError(f"curriculum {path} is malformed ({reason}): {_redo(path)}") from None
     if len(rows) != n:
         raise UserError(
             f"curriculum {path} has {len(rows)} rows but the training set has {n} samples: "
-            "it was made for other data; regenerate it with `selective-kd curriculum`"
+            f"it was made for other data; pass the curriculum of this data, or {_redo(path)}"
         )
     if not torch.equal(torch.sort(index).values, torch.arange(n)) or not torch.equal(position, torch.arange(n)):
-        raise UserError(f"curriculum {path} does not list every sample exactly once in positions 0..{n - 1}: regenerate it")
+        raise UserError(f"curriculum {path} does not list every sample exactly once in positions 0..{n - 1}: {_redo(path)}")
+    _check_scores(path, label, pred, conf, logc, corr)
     order = index
     inv = torch.empty_like(order)
     inv[order] = torch.arange(n)
@@ -77,6 +89,30 @@ def read_curriculum(path: str | Path, labels: Tensor) -> Curriculum:
         bad = int((label != labels.cpu()).sum())
         raise UserError(
             f"curriculum {path} disagrees with the dataset's labels on {bad} samples: "
-            "it was made for other data or another split; regenerate it with `selective-kd curriculum`"
+            f"it was made for other data or another split; pass the curriculum of this data, or {_redo(path)}"
         )
     return Curriculum(Scores(label, pred, conf, logc, corr), order)
+
+
+def _flag(text: str) -> bool:
+    if text in ("1", "True", "true"):
+        return True
+    if text in ("0", "False", "false"):
+        return False
+    raise ValueError(f"correct must be 0 or 1, got {text!r}")
+
+
+def _check_scores(path: Path, label: Tensor, pred: Tensor, conf: Tensor, logc: Tensor, corr: Tensor) -> None:
+    """Scores a scorer could have written; the row (position) of the first bad one is named."""
+
+    def refuse(bad: Tensor, what: str) -> None:
+        if bool(bad.any()):
+            row = int(torch.nonzero(bad)[0])
+            raise UserError(f"curriculum {path}: {what} ({int(bad.sum())} rows, first at position {row}): {_redo(path)}")
+
+    refuse(~torch.isfinite(conf), "confidence is not a finite number")
+    refuse((conf < 0) | (conf > 1), "confidence lies outside [0, 1]")
+    refuse(~torch.isfinite(logc) | (logc > 1e-12), "log_confidence is not a finite number <= 0")
+    refuse(~torch.isclose(logc.exp(), conf, rtol=1e-9, atol=1e-300), "log_confidence is not the log of confidence")
+    refuse(pred < 0, "prediction is negative")
+    refuse(corr != (pred == label), "correct disagrees with prediction == label")
