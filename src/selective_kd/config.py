@@ -8,8 +8,11 @@ names the key and what is allowed, so a typo never silently falls back to a defa
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -18,18 +21,18 @@ import yaml
 
 from selective_kd.errors import UserError
 
-Order = Literal["random", "curriculum", "inverse"]
-
-
 @dataclass
 class DataConfig:
     """Where the data come from and how they are split."""
 
-    root: str | None = None  # CIFAR: archive or folder; digits needs none
-    verify: bool = True  # check CIFAR md5 sums
-    download: bool = True  # try to download CIFAR when missing
+    root: str | None = None  # files or folder of the data (digits needs none; see data/registry.py)
+    verify: bool = True  # check published md5 sums (CIFAR, MNIST, Fashion-MNIST)
+    download: bool = True  # download published data into root when missing
     labels: Literal["fine", "coarse"] = "fine"  # CIFAR-100 label set
-    val_fraction: float = 0.2  # digits: stratified hold-out (CIFAR uses its test set)
+    val_source: Literal["auto", "test", "split"] = "auto"  # evaluate on the official test set
+    # (test), or on val_fraction held out of train (split: tuning); auto: test if there is one
+    val_fraction: float = 0.2  # the stratified hold-out of val_source=split
+    image_size: int | None = None  # imagefolder: resize every image to this square size
     split_seed: int = 0  # seeds the hold-out and teacher/student splits; apart from `seed`, so
     # runs over several training seeds share one split, one teacher and one curriculum
     teacher_fraction: float | None = None  # paper appendix: teacher trains on this part, students on the rest
@@ -68,11 +71,34 @@ class TeacherConfig(StageConfig):
 
 @dataclass
 class VariantConfig:
-    """A student variant is data: the order samples are seen in and the λ policy."""
+    """A student variant is data: an order, a pacing function, a λ policy and a loss.
 
-    order: Order = "random"
-    policy: Literal["constant", "selective", "selective-sample"] = "constant"
-    lam: float = 0.5  # for policy=constant
+    Each component is named from its registry (``curriculum.ORDERS``, ``curriculum.PACING``,
+    ``distill.POLICIES``, ``distill.LOSSES``, ``curriculum.SCORERS``) and takes its own
+    parameters; unknown names or parameters are errors, and all of it is part of the
+    student's identity. ``scorer`` replaces the run's curriculum by a dynamic one
+    (``snapshot``, ``loss``) that the student re-scores while it trains.
+    """
+
+    order: str = "random"
+    pacing: str = "none"
+    pacing_params: dict[str, Any] = field(default_factory=dict)
+    policy: str = "constant"
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    lam: float | None = None  # shorthand for policy_params.lam of the constant policy
+    loss: str = "kd"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    scorer: str | None = None  # None: the run's curriculum (curriculum.scorer)
+    scorer_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CurriculumConfig:
+    """How the run's curriculum is scored (the paper: its fine-tuned teacher)."""
+
+    scorer: str = "teacher"  # teacher | crossfit | self-taught | ensemble (see curriculum.SCORERS)
+    params: dict[str, Any] = field(default_factory=dict)  # the scorer's parameters, e.g. {folds: 5}
+    stratify: bool = True  # interleave classes (the paper's "stratify by class")
 
 
 @dataclass
@@ -90,7 +116,7 @@ class DistillConfig:
 class Config:
     name: str = "digits"
     seed: int = 0
-    dataset: Literal["digits", "cifar10", "cifar100"] = "digits"
+    dataset: str = "digits"  # a name in selective_kd.data.DATASETS
     batch_size: int = 64
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -100,12 +126,13 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StageConfig = field(default_factory=StageConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
 
 
-# What `selective-kd run` uses without --config (configs/digits.yaml says the same).
-# Applied only then: a YAML file starts from the plain dataclass defaults above, so a
-# config never inherits digits-specific settings it does not mention. A teacher clearly
+# What `selective-kd run` uses without --config, and what `base: digits` in a file starts
+# from. A file without `base` starts from the plain dataclass defaults above, so a config
+# never inherits digits-specific settings it does not mention. A teacher clearly
 # larger than the student (5.3M vs 0.18M parameters), sized for ~2 minutes on 2 CPU cores.
 DIGITS_DEFAULTS: dict[str, Any] = {
     "teacher": {"arch": "resnet34", "width": 0.5, "epochs": 20, "batch_size": 128, "lr": 0.05,
@@ -137,6 +164,8 @@ def _type_name(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check ``value`` against the annotation ``tp``; return it (ints widen to float)."""
+    if tp is Any:  # component parameters: checked against their registry (see selective_kd.registry)
+        return value
     origin = get_origin(tp)
     bad = UserError(f"config key {key!r}: expected {_type_name(tp)}, got {value!r}")
     if origin is Literal:
@@ -150,6 +179,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         for arg in get_args(tp):
             try:
                 return _coerce(value, arg, key)
+            except _NotFinite:
+                raise  # `float | None` given inf: say why, not "expected float or null"
             except UserError:
                 continue
         raise bad
@@ -182,17 +213,28 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads 5e-4 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        elif isinstance(value, bool) or not isinstance(value, (int, float)):
             raise bad
-        return float(value)
+        else:
+            try:
+                number = float(value)
+            except OverflowError:  # an int beyond float's range
+                raise _NotFinite(f"config key {key!r}: must be a finite number, got {value!r}") from None
+        if not math.isfinite(number):  # inf/nan would train to NaN or hang a schedule, far from the typo
+            raise _NotFinite(f"config key {key!r}: must be a finite number, got {value!r}")
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise bad
         return value
     raise TypeError(f"unsupported annotation {tp!r} for {key}")  # a bug in this module
+
+
+class _NotFinite(UserError):
+    """A float key given inf or nan (told apart so unions report it instead of a type mismatch)."""
 
 
 def _build(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
@@ -245,34 +287,79 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
 
 def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`Config`."""
+    if "base" in values:
+        raise UserError("config key 'base' is read only from config files (base: digits or base: other.yaml): pass the file with --config")
     tree = _merge(to_dict(Config()), values)
     for text in overrides:
         path, value = parse_override(text)
+        if path[0] == "base":
+            raise UserError(f"override {text!r}: base is set in a config file (base: digits), not on the command line")
         _set_path(tree, path, value)
     cfg = _build(Config, tree)
     check(cfg)
     return cfg
 
 
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A validated config and what it was built on, so a run's log and config.yaml can say so."""
+
+    config: Config
+    bases: tuple[str, ...]  # nearest first: ("digits",), ("/abs/other.yaml", "digits"); () = plain defaults
+
+    def describe(self) -> str:
+        """``digits``, ``/abs/other.yaml on digits``, or ``the plain defaults``."""
+        return " on ".join(self.bases) if self.bases else "the plain defaults"
+
+
+def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+    """Read a YAML config and its ``base`` chain (the digits settings when ``path`` is None), apply overrides.
+
+    ``base: digits`` starts a file from :data:`DIGITS_DEFAULTS`; ``base: other.yaml`` (relative
+    to the file) from that file, itself resolved the same way. Without ``base`` a file starts
+    from the plain dataclass defaults, so it never inherits settings it does not mention.
+    """
+    if path is None:
+        return LoadedConfig(config_from_dict(DIGITS_DEFAULTS, overrides), ("digits",))
+    values, bases = _file_values(Path(path), ())
+    return LoadedConfig(config_from_dict(values, overrides), bases)
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML config (or the digits defaults when ``path`` is None) and apply overrides."""
-    values: dict[str, Any] = DIGITS_DEFAULTS
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise UserError(f"config file {path} is not valid YAML{where}: fix the syntax") from None
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise UserError(f"config file {path} must hold a mapping of keys, not a {type(loaded).__name__}")
-        values = loaded
-    return config_from_dict(values, overrides)
+    """:func:`read_config` without the record of bases."""
+    return read_config(path, overrides).config
+
+
+BUILTIN_BASES: dict[str, dict[str, Any]] = {"digits": DIGITS_DEFAULTS}
+
+
+def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """A file's keys merged over those of its base chain, and the chain (nearest first)."""
+    from selective_kd.yamlfile import read_yaml_mapping
+
+    if path.is_dir():
+        raise UserError(f"config file {path} is a folder: pass a YAML file (see configs/)")
+    if not path.is_file():
+        raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
+    values = read_yaml_mapping(path)
+    if "base" not in values:
+        return values, ()
+    base = values.pop("base")
+    if not isinstance(base, str) or not base.strip():
+        raise UserError(f"config file {path}: base must be {' or '.join(BUILTIN_BASES)} or a path to another YAML file, got {base!r}")
+    if base in BUILTIN_BASES:
+        return _merge(BUILTIN_BASES[base], values), (base,)
+    base_path = path.parent / Path(base).expanduser()
+    here = path.resolve()
+    if base_path.resolve() in (*seen, here):
+        raise UserError(f"config file {path}: base {base!r} leads back to {base_path}, a loop: remove one of the base lines")
+    if not base_path.is_file():
+        raise UserError(
+            f"config file {path}: base {base!r} not found (looked for {base_path}): "
+            f"use base: {' or '.join(BUILTIN_BASES)}, or a path relative to {path.parent}"
+        )
+    base_values, chain = _file_values(base_path, (*seen, here))
+    return _merge(base_values, values), (str(base_path), *chain)
 
 
 def check(cfg: Config) -> None:
@@ -300,12 +387,33 @@ def check(cfg: Config) -> None:
     tf = cfg.data.teacher_fraction
     need(tf is None or 0 < tf < 1, "config key 'data.teacher_fraction': must be between 0 and 1 (e.g. 0.6 for the paper's 3:2 split)")
     need(cfg.distill.temperature > 0, "config key 'distill.temperature': must be positive")
-    need(cfg.data.labels == "fine" or cfg.dataset == "cifar100", "config key 'data.labels': 'coarse' exists only for cifar100")
-    for name, var in cfg.distill.custom_variants.items():
-        need(0 <= var.lam <= 1, f"config key 'distill.custom_variants.{name}.lam': must be in [0, 1]")
-    from selective_kd.experiments.variants import resolve_variants
+    from selective_kd.data.registry import check_data  # lazy: data/ never imports config at load
 
-    resolve_variants(cfg.distill)  # unknown variant names fail here, before any training
+    check_data(cfg)  # the dataset's name and the data.* keys it reads
+    _check_ranges(cfg, need)
+    check_components(cfg)  # unknown names and parameters fail here, before any training
+
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take a 64-bit seed
+
+
+def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
+    """Values every run would trip over later, far from the typo: refused here, naming the key."""
+    name = cfg.name
+    need(bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0"),
+         f"config key 'name': {name!r} is not a plain folder name (runs go to runs/<name>): "
+         "use letters, digits, '-' or '_', or pass --out for another place")
+    for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):
+        need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
+    need(_DEVICE.fullmatch(cfg.device) is not None,
+         f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+    for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+        need(0 <= stage.momentum < 1, f"config key '{stage_name}.momentum': must be in [0, 1), got {stage.momentum}")
+        need(stage.weight_decay >= 0, f"config key '{stage_name}.weight_decay': must be >= 0, got {stage.weight_decay}")
+    for key, limit in (("data.limit_train", cfg.data.limit_train), ("data.limit_val", cfg.data.limit_val)):
+        need(limit is None or limit >= 2,
+             f"config key {key!r}: must be at least 2 (and at least the number of classes), got {limit}; null keeps every sample")
 
 
 def to_dict(cfg: Any) -> Any:
@@ -319,5 +427,91 @@ def to_dict(cfg: Any) -> Any:
     return cfg
 
 
-def dump_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(to_dict(cfg), sort_keys=False)
+def dump_yaml(cfg: Config, bases: tuple[str, ...] | None = None) -> str:
+    """The resolved config as YAML; ``bases`` (from :class:`LoadedConfig`) becomes a comment.
+
+    Every key is written, so the file is complete without its base: the base is recorded
+    for the reader, as a comment that does not change what the file means when loaded.
+    """
+    head = ""
+    if bases is not None:
+        head = f"# built on: {LoadedConfig(cfg, bases).describe()} (every key below is resolved)\n"
+    return head + yaml.safe_dump(to_dict(cfg), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- components
+# Names in a config are checked against the registries of the component modules (which
+# never import this one), and their parameters are filled in, so a resolved variant or
+# curriculum section is complete data: what a run's identity is built from.
+
+
+def variant_table(dcfg: DistillConfig) -> dict[str, VariantConfig]:
+    """The paper's variants (``distill.variants.VARIANTS``) and the config's own."""
+    from selective_kd.distill.variants import VARIANTS
+
+    table = {name: _build(VariantConfig, dict(row), f"variant {name}") for name, row in VARIANTS.items()}
+    table.update(dcfg.custom_variants)
+    return table
+
+
+def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
+    """The variant ``name`` with every component checked and every parameter filled in."""
+    from selective_kd.curriculum import ORDERS, PACING, SCORERS
+    from selective_kd.curriculum.pacing import check_pacing_params
+    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
+    from selective_kd.distill.losses import LOSSES
+    from selective_kd.distill.policies import POLICIES, lambda_params_in_range
+
+    table = variant_table(dcfg)
+    if name not in table:
+        raise UserError(f"unknown variant {name!r}: choose one of {', '.join(table)} (or define it under distill.custom_variants)")
+    v = table[name]
+    where = f"distill.custom_variants.{name}" if name in dcfg.custom_variants else f"variant {name}"
+    ORDERS.get(v.order)
+    policy_given = dict(v.policy_params)
+    if v.lam is not None:
+        if v.policy != "constant":
+            raise UserError(f"config key '{where}.lam': applies to policy constant only; give policy_params for {v.policy!r}")
+        policy_given.setdefault("lam", v.lam)
+    policy_params = POLICIES.params(v.policy, policy_given, f"{where}.policy_params")
+    bad = lambda_params_in_range(v.policy, policy_params)
+    if bad is not None:
+        raise UserError(f"config key '{where}.policy_params.{bad}': λ must be in [0, 1]")
+    pacing_params = PACING.params(v.pacing, v.pacing_params, f"{where}.pacing_params")
+    check_pacing_params(v.pacing, pacing_params, f"{where}.pacing_params")
+    loss_params = LOSSES.params(v.loss, v.loss_params, f"{where}.loss_params")
+    scorer_params: dict[str, Any] = {}
+    if v.scorer is not None:
+        if v.scorer not in SCORERS or not is_dynamic(v.scorer):
+            dynamic = [n for n in SCORERS.names() if is_dynamic(n)]
+            raise UserError(f"config key '{where}.scorer': a variant's scorer re-scores during training: choose one of "
+                            f"{', '.join(dynamic)} (static scorers go in curriculum.scorer)")
+        scorer_params = SCORERS.params(v.scorer, v.scorer_params, f"{where}.scorer_params")
+        check_scorer_params(v.scorer, scorer_params, f"{where}.scorer_params")
+    return VariantConfig(order=v.order, pacing=v.pacing, pacing_params=pacing_params, policy=v.policy,
+                         policy_params=policy_params, lam=None, loss=v.loss, loss_params=loss_params,
+                         scorer=v.scorer, scorer_params=scorer_params)
+
+
+def resolve_curriculum(cfg: Config) -> CurriculumConfig:
+    """The run's curriculum section with the scorer checked and its parameters filled in."""
+    from selective_kd.curriculum import SCORERS
+    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
+
+    c = cfg.curriculum
+    SCORERS.get(c.scorer)
+    if is_dynamic(c.scorer):
+        raise UserError(f"config key 'curriculum.scorer': {c.scorer!r} re-scores with each student; "
+                        f"name it in a variant (scorer: {c.scorer}) and keep a static scorer here")
+    params = SCORERS.params(c.scorer, c.params, "curriculum.params")
+    check_scorer_params(c.scorer, params, "curriculum.params")
+    return CurriculumConfig(scorer=c.scorer, params=params, stratify=c.stratify)
+
+
+def check_components(cfg: Config) -> None:
+    """Every named component exists and takes the parameters given."""
+    if not cfg.distill.variants:
+        raise UserError("config key 'distill.variants': name at least one variant")
+    for name in cfg.distill.variants:
+        resolve_variant(cfg.distill, name)
+    resolve_curriculum(cfg)

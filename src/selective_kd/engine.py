@@ -12,9 +12,11 @@ generators seeded by (seed, epoch), never from global state).
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,12 +27,16 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from selective_kd.config import Config, StageConfig
-from selective_kd.curriculum.pacing import epoch_generator, split_batches
+from selective_kd.checkpoint import load_checkpoint, save_checkpoint
+from selective_kd.curriculum.ordering import epoch_generator
+from selective_kd.curriculum.pacing import split_batches
 from selective_kd.distributed import Dist, all_reduce_sum, init_from_env, local_slice, use_global_batchnorm
 from selective_kd.data.augment import Views
 from selective_kd.data.base import Split
 from selective_kd.errors import UserError
-from selective_kd.fileio import torch_save, write_jsonl
+from selective_kd.fileio import remove_stale_temps, write_jsonl
+
+log = logging.getLogger("selective_kd")
 
 
 @dataclass(frozen=True)
@@ -81,12 +87,59 @@ class Batch:
     idx: Tensor  # positions in the training split (for per-sample teacher signals and λ)
     view: Tensor | None  # augmentation view id per sample, None when not augmented
     batch_idx: Tensor | None = None  # the whole batch across ranks; None in one process (= idx)
+    epoch: int = 0  # 0-based epoch of this step
+    progress: float = 0.0  # fraction of training steps done before this one, in [0, 1)
 
 
 class Objective(Protocol):
     """Loss of a model on a batch, plus named detached metrics (per-batch means)."""
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+
+class EpochPlan(Protocol):
+    """Which batches (index tensors into the training split) each epoch trains on.
+
+    ``steps(e)`` must be known before training (the learning-rate schedule follows the
+    steps actually taken); ``batches(e, model)`` may look at the model (a curriculum the
+    student re-scores). ``state_dict``/``load_state_dict`` carry any state across a resume.
+    """
+
+    def steps(self, epoch: int) -> int: ...
+
+    def batches(self, epoch: int, model: nn.Module) -> list[Tensor]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class OrderPlan:
+    """Consecutive batches of a per-epoch order: the teacher's plan, and simple students."""
+
+    order_for_epoch: Callable[[int], Tensor]
+    batch_size: int
+
+    def steps(self, epoch: int) -> int:
+        return len(split_batches(self.order_for_epoch(epoch), self.batch_size))
+
+    def batches(self, epoch: int, model: nn.Module) -> list[Tensor]:
+        return split_batches(self.order_for_epoch(epoch), self.batch_size)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+class Callback(Protocol):
+    """Watches training (e.g. TensorBoard): called after every step and every epoch."""
+
+    def on_step(self, step: int, logs: dict[str, float]) -> None: ...
+
+    def on_epoch(self, record: dict[str, Any]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -137,15 +190,61 @@ def evaluate(model: nn.Module, split: Split, runtime: Runtime, batch_size: int) 
     return totals[0].item() / n, totals[1].item() / n
 
 
+def make_batch(train: Split, global_idx: Tensor, views: Views | None, view_gen: torch.Generator | None,
+               runtime: Runtime, epoch: int = 0, progress: float = 0.0) -> Batch:
+    """This rank's slice of a global batch, augmented and laid out for the model."""
+    d = runtime.dist
+    idx = local_slice(global_idx, d).to(runtime.device, non_blocking=True)
+    x, y = train.x[idx], train.y[idx]
+    view = None
+    if views is not None:  # drawn for the global batch: any rank count sees the same views
+        view = local_slice(views.sample(global_idx.numel(), view_gen), d).to(runtime.device, non_blocking=True)
+        x = views.apply(x, view)
+    if runtime.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    batch_idx = global_idx.to(runtime.device, non_blocking=True) if d.enabled else None
+    return Batch(x, y, idx, view, batch_idx, epoch, progress)
+
+
+def train_step(step_model: nn.Module, opt: torch.optim.Optimizer, objective: Objective, batch: Batch,
+               runtime: Runtime, global_size: int) -> dict[str, Tensor]:
+    """One optimisation step; the returned metrics stay on the device (no sync per step).
+
+    ``fit`` and ``selective-kd bench`` both call this, so the benchmark times the real step.
+    """
+    with runtime.autocast():
+        loss, logs = objective(step_model, batch)
+    if runtime.dist.enabled:  # DDP averages over ranks; weight each by its share of the batch
+        loss = loss * (batch.idx.numel() * runtime.dist.world / global_size)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return logs
+
+
+def make_optimizer(model: nn.Module, stage: StageConfig) -> torch.optim.SGD:
+    """SGD with momentum; no weight decay on BatchNorm parameters and biases."""
+    params_decay = [p for p in model.parameters() if p.dim() > 1]
+    params_plain = [p for p in model.parameters() if p.dim() <= 1]
+    return torch.optim.SGD(
+        [{"params": params_decay, "weight_decay": stage.weight_decay}, {"params": params_plain, "weight_decay": 0.0}],
+        lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov and stage.momentum > 0,
+    )
+
+
+def runtime_record(runtime: Runtime) -> dict[str, Any]:
+    """How a run computes; precision is part of a run's identity, these may change on resume."""
+    return {"device": runtime.device.type, "channels_last": runtime.channels_last, "compile": runtime.compile}
+
+
 def fit(
     model: nn.Module,
     train: Split,
     val: Split,
     *,
     stage: StageConfig,
-    batch_size: int,
+    plan: EpochPlan,
     objective: Objective,
-    order_for_epoch: Callable[[int], Tensor],
     runtime: Runtime,
     seed: int,
     out_dir: Path,
@@ -153,25 +252,22 @@ def fit(
     eval_batch_size: int = 1024,
     desc: str = "train",
     quiet: bool = False,
+    callbacks: Sequence[Callback] = (),
 ) -> list[dict[str, Any]]:
     """Train ``model`` for ``stage.epochs`` epochs, resuming from ``out_dir/last.pt`` if present.
 
-    ``train``/``val`` must already be on ``runtime.device``. ``order_for_epoch(e)`` gives
-    the sample order of epoch ``e`` (random or curriculum). Returns the per-epoch history,
-    also written to ``out_dir/metrics.jsonl`` after every epoch.
+    ``train``/``val`` must already be on ``runtime.device``; ``plan`` gives each epoch's
+    batches. Returns the per-epoch history, also written to ``out_dir/metrics.jsonl``
+    after every epoch (rewritten from the checkpoint on resume, so the two always agree).
     """
     d = runtime.dist
     if d.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out_dir)
     ckpt_path = out_dir / "last.pt"
     if d.enabled:
         model = use_global_batchnorm(model, runtime.device.type == "cuda")
-    params_decay = [p for p in model.parameters() if p.dim() > 1]
-    params_plain = [p for p in model.parameters() if p.dim() <= 1]  # no weight decay on BN and biases
-    opt = torch.optim.SGD(
-        [{"params": params_decay, "weight_decay": stage.weight_decay}, {"params": params_plain, "weight_decay": 0.0}],
-        lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov and stage.momentum > 0,
-    )
+    opt = make_optimizer(model, stage)
     history: list[dict[str, Any]] = []
     start = 0
     if ckpt_path.exists():
@@ -180,46 +276,50 @@ def fit(
             raise UserError(mismatch_message(out_dir, state.get("identity"), identity))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        plan.load_state_dict(state.get("plan", {}))
         history, start = state["history"], state["epoch"]
+        before, now = state.get("runtime", {}), runtime_record(runtime)
+        changed = sorted(k for k in now if k in before and before[k] != now[k])
+        log.info("%s: resuming from epoch %d of %d%s", desc, start, stage.epochs,
+                 f" ({', '.join(f'{k} {before[k]} → {now[k]}' for k in changed)}: numbers will not be bit-identical "
+                 "to an uninterrupted run)" if changed else "")
+        if d.is_main:
+            write_jsonl(out_dir / "metrics.jsonl", history)
     views = Views(stage.crop_padding, stage.flip) if stage.augment else None
     step_model: nn.Module = model
     if d.enabled:
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
     if runtime.compile:
         step_model = torch.compile(step_model)  # type: ignore[assignment]
-    steps = len(split_batches(order_for_epoch(0), batch_size))
+    epoch_steps = [plan.steps(e) for e in range(stage.epochs)]
+    total = sum(epoch_steps)
     quiet = quiet or not d.is_main
-    epochs = tqdm(range(start, stage.epochs), desc=desc, initial=start, total=stage.epochs, disable=quiet, leave=False)
+    bars = not quiet and sys.stderr.isatty()  # a file or pipe (CI, SLURM) gets one line per epoch
+    epochs = tqdm(range(start, stage.epochs), desc=desc, initial=start, total=stage.epochs, disable=not bars, leave=False)
     for epoch in epochs:
         t0 = time.perf_counter()
         model.train()
-        batches = split_batches(order_for_epoch(epoch), batch_size)
+        batches = plan.batches(epoch, model)
+        model.train()
         view_gen = epoch_generator(seed, epoch, stream=1)
+        done = sum(epoch_steps[:epoch])
         sums: dict[str, Tensor] = {}
+        lams: list[Tensor] = []
         seen = 0
-        for step, global_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=quiet, leave=False)):
+        for step, global_cpu in enumerate(tqdm(batches, desc=f"epoch {epoch + 1}", disable=not bars, leave=False)):
+            progress = (done + step) / total
             for group in opt.param_groups:
-                group["lr"] = learning_rate(stage, (epoch + step / steps) / stage.epochs)
-            idx = local_slice(global_cpu, d).to(runtime.device, non_blocking=True)
-            x, y = train.x[idx], train.y[idx]
-            view = None
-            if views is not None:  # drawn for the global batch: any rank count sees the same views
-                view = local_slice(views.sample(global_cpu.numel(), view_gen), d).to(runtime.device, non_blocking=True)
-                x = views.apply(x, view)
-            if runtime.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            batch_idx = global_cpu.to(runtime.device, non_blocking=True) if d.enabled else None
-            with runtime.autocast():
-                loss, logs = objective(step_model, Batch(x, y, idx, view, batch_idx))
-            if d.enabled:  # DDP averages over ranks; weight each by its share of the batch
-                loss = loss * (idx.numel() * d.world / global_cpu.numel())
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            n = idx.numel()
+                group["lr"] = learning_rate(stage, progress)
+            batch = make_batch(train, global_cpu, views, view_gen, runtime, epoch, progress)
+            logs = train_step(step_model, opt, objective, batch, runtime, global_cpu.numel())
+            n = batch.idx.numel()
             for k, v in logs.items():  # stays on the device: no sync per step
                 sums[k] = sums.get(k, 0) + v.float() * n
+            if "lam" in logs:
+                lams.append(logs["lam"].detach().float())
             seen += n
+            for cb in callbacks:
+                cb.on_step(done + step, {k: float(v) for k, v in logs.items()})
         keys = sorted(sums)
         totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [torch.tensor(float(seen), dtype=torch.float64, device=runtime.device)]))
         train_logs = {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
@@ -235,24 +335,25 @@ def fit(
             "val_acc": val_acc,
             "val_loss": val_loss,
             "lr": opt.param_groups[0]["lr"],
+            "steps": len(batches),
+            "lam_batches": [round(v, 6) for v in torch.stack(lams).cpu().tolist()] if lams else [],
             "seconds": time.perf_counter() - t0,
         }
         history.append(record)
         if d.is_main:
-            torch_save(ckpt_path, {
+            save_checkpoint(ckpt_path, {
                 "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "history": history,
+                "optimizer": opt.state_dict(), "history": history, "plan": plan.state_dict(),
+                "runtime": runtime_record(runtime),
             })
             write_jsonl(out_dir / "metrics.jsonl", history)
+        for cb in callbacks:
+            cb.on_epoch(record)
         epochs.set_postfix(val_acc=f"{val_acc:.3f}", loss=f"{record['train_loss']:.3f}")
+        if not quiet and not bars:
+            log.info("%s: epoch %d/%d  loss %.4f  val_acc %.4f  (%.1fs)", desc, epoch + 1, stage.epochs,
+                     record["train_loss"], val_acc, record["seconds"])
     return history
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged file is the user's to remove
-        raise UserError(f"checkpoint {path} cannot be read ({exc.__class__.__name__}): delete it to start that stage afresh") from None
 
 
 def mismatch_message(where: Path, old: Any, new: dict[str, Any]) -> str:
@@ -261,7 +362,7 @@ def mismatch_message(where: Path, old: Any, new: dict[str, Any]) -> str:
     if isinstance(old, dict):
         flat_old, flat_new = _flatten(old), _flatten(new)
         keys = sorted(k for k in set(flat_old) | set(flat_new) if flat_old.get(k) != flat_new.get(k))
-    what = f" ({', '.join(keys[:5])} differ)" if keys else ""
+    what = f" ({', '.join(keys)} differ)" if keys else ""
     return f"{where} holds a run made with other settings{what}: use another --out, or delete {where} to redo it"
 
 

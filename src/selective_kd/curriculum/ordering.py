@@ -12,11 +12,14 @@ The inverse curriculum is the exact reverse. Ties keep dataset order (stable sor
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from selective_kd.curriculum.scoring import Scores
+from selective_kd.registry import Registry
 
 
 def difficulty_order(confidence: Tensor, correct: Tensor) -> Tensor:
@@ -41,11 +44,50 @@ def stratify_by_class(order: Tensor, labels: Tensor) -> Tensor:
     return order[torch.from_numpy(within)]
 
 
-def curriculum_order(scores: Scores) -> Tensor:
+def curriculum_order(scores: Scores, stratify: bool = True) -> Tensor:
     """The paper's teacher-generated curriculum: difficulty order, stratified by class."""
-    return stratify_by_class(difficulty_order(scores.confidence, scores.correct), scores.label)
+    order = difficulty_order(scores.confidence, scores.correct)
+    return stratify_by_class(order, scores.label) if stratify else order
 
 
 def inverse_order(order: Tensor) -> Tensor:
     """Hard-to-easy: the exact reverse of the curriculum (the paper's CL')."""
     return torch.flip(order, dims=[0])
+
+
+# --------------------------------------------------------------------------- orders by name
+# An order gives the sample order of one epoch from the curriculum (None for orders that
+# need none), the training-set size, the epoch and the seed. Random orders draw from a
+# generator seeded by (seed, epoch): an epoch's order never depends on what ran before,
+# so a resumed run sees the same batches as an uninterrupted one.
+
+ORDERS: Registry[Callable[..., Tensor]] = Registry("order", "order")
+
+
+def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
+    """A CPU generator unique to (seed, epoch, stream); streams separate order, views and pacing."""
+    g = torch.Generator()
+    g.manual_seed((seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63 - 1))
+    return g
+
+
+@ORDERS.register("random")
+def random_order(curriculum: Tensor | None, n: int, epoch: int, seed: int) -> Tensor:
+    """A fresh permutation every epoch (Student-Unguided, Student-KD)."""
+    return torch.randperm(n, generator=epoch_generator(seed, epoch))
+
+
+@ORDERS.register("curriculum", needs=("curriculum",))
+def forward_order(curriculum: Tensor | None, n: int, epoch: int, seed: int) -> Tensor:
+    """The curriculum, easiest first, every epoch (the paper's CL)."""
+    if curriculum is None:
+        raise ValueError("order 'curriculum' needs a curriculum")
+    return curriculum
+
+
+@ORDERS.register("inverse", needs=("curriculum",))
+def reverse_order(curriculum: Tensor | None, n: int, epoch: int, seed: int) -> Tensor:
+    """The curriculum reversed, hardest first, every epoch (the paper's CL')."""
+    if curriculum is None:
+        raise ValueError("order 'inverse' needs a curriculum")
+    return inverse_order(curriculum)

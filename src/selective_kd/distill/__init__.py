@@ -1,20 +1,29 @@
-"""Distillation: the student loss (paper section 1) and the λ policies (section 3)."""
+"""Distillation: the student loss (paper section 1), losses and λ policies by name, the teacher signal."""
 
 from selective_kd.distill.loss import cross_entropy_term, kd_loss, kd_term, student_loss
+from selective_kd.distill.losses import LOSSES
 from selective_kd.distill.policies import (
+    POLICIES,
     ConstantLambda,
     LambdaPolicy,
     PerSampleSelectiveReliance,
+    ScheduledLambda,
     SelectiveReliance,
     default_shift,
     make_policy,
     selective_reliance_lambda,
 )
+from selective_kd.distill.variants import PAPER_NAMES, VARIANTS
 
 __all__ = [
+    "LOSSES",
+    "PAPER_NAMES",
+    "POLICIES",
+    "VARIANTS",
     "ConstantLambda",
     "LambdaPolicy",
     "PerSampleSelectiveReliance",
+    "ScheduledLambda",
     "SelectiveReliance",
     "cross_entropy_term",
     "default_shift",

@@ -1,42 +1,24 @@
-"""The six student variants of the paper, as data: an order and a λ policy.
+"""Resolved student variants and what each needs from the run (teacher, curriculum).
 
-Adding a variant is adding a row (here, or under ``distill.custom_variants`` in a
-config), never a new branch in the training code.
+The table itself is data in ``distill.variants`` (below the config and the report);
+``config.resolve_variant`` checks a row's components and fills in their parameters.
+What a variant needs follows from the components it names, as their registries declare.
 """
 
 from __future__ import annotations
 
-from selective_kd.config import DistillConfig, VariantConfig
+from selective_kd.config import DistillConfig, VariantConfig, resolve_variant
+from selective_kd.curriculum import ORDERS, SCORERS
+from selective_kd.distill.policies import POLICIES, uses_teacher
+from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.errors import UserError
 
-VARIANTS: dict[str, VariantConfig] = {
-    "unguided": VariantConfig(order="random", policy="constant", lam=0.0),  # Student-Unguided
-    "kd": VariantConfig(order="random", policy="constant", lam=0.5),  # Student-KD
-    "kd-cl": VariantConfig(order="curriculum", policy="constant", lam=0.5),  # Student-KD-CL
-    "kd-cl-inv": VariantConfig(order="inverse", policy="constant", lam=0.5),  # Student-KD-CL'
-    "kd-cl-sr": VariantConfig(order="curriculum", policy="selective"),  # Student-KD-CL-SR
-    "kd-cl-inv-sr": VariantConfig(order="inverse", policy="selective"),  # Student-KD-CL'-SR
-}
-
-PAPER_NAMES = {
-    "unguided": "Student-Unguided",
-    "kd": "Student-KD",
-    "kd-cl": "Student-KD-CL",
-    "kd-cl-inv": "Student-KD-CL'",
-    "kd-cl-sr": "Student-KD-CL-SR",
-    "kd-cl-inv-sr": "Student-KD-CL'-SR",
-}
-
-
-def known_variants(dcfg: DistillConfig) -> dict[str, VariantConfig]:
-    return {**VARIANTS, **dcfg.custom_variants}
+__all__ = ["PAPER_NAMES", "get_variant", "needs_curriculum", "needs_teacher", "resolve_variants"]
 
 
 def get_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
-    table = known_variants(dcfg)
-    if name not in table:
-        raise UserError(f"unknown variant {name!r}: choose one of {', '.join(table)} (or define it under distill.custom_variants)")
-    return table[name]
+    """The named variant, resolved; an unknown name is a UserError listing the known ones."""
+    return resolve_variant(dcfg, name)
 
 
 def resolve_variants(dcfg: DistillConfig) -> dict[str, VariantConfig]:
@@ -47,8 +29,17 @@ def resolve_variants(dcfg: DistillConfig) -> dict[str, VariantConfig]:
 
 
 def needs_teacher(v: VariantConfig) -> bool:
-    return not (v.policy == "constant" and v.lam == 0.0)
+    """Whether the student's loss ever uses teacher logits (λ ≡ 0 never does)."""
+    return uses_teacher(v.policy, v.policy_params)
 
 
 def needs_curriculum(v: VariantConfig) -> bool:
-    return v.order != "random" or v.policy != "constant"
+    """Whether the variant reads the run's curriculum (its order, its confidences, or both).
+
+    A dynamic scorer starts from the run's curriculum and re-scores from then on.
+    """
+    return (
+        "curriculum" in ORDERS.get(v.order).needs
+        or "curriculum" in POLICIES.get(v.policy).needs
+        or (v.scorer is not None and "student" in SCORERS.get(v.scorer).needs)
+    )

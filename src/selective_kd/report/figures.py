@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")  # headless: figures are files, never windows
 import matplotlib.pyplot as plt  # noqa: E402
@@ -15,6 +16,7 @@ import numpy as np  # noqa: E402
 
 from selective_kd.curriculum.ordering import inverse_order  # noqa: E402
 from selective_kd.curriculum.table import Curriculum  # noqa: E402
+from selective_kd.distill.variants import PAPER_NAMES  # noqa: E402
 from selective_kd.fileio import atomic_write  # noqa: E402
 
 
@@ -25,21 +27,46 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write(path, lambda fh: fh.write(buf.getvalue()))
 
 
-def plot_curriculum(cur: Curriculum, path: Path) -> Path:
-    """Figure 1: teacher confidence against curriculum position, forward (left) and reversed (right)."""
+def plot_curriculum(cur: Curriculum, path: Path, scorer: str = "teacher") -> Path:
+    """Figure 1: the scorer's confidence against curriculum position, forward and reversed.
+
+    The y axis is 1 − confidence on a log scale: a teacher scoring data it trained on is
+    ~100% confident almost everywhere, and a linear axis would show one flat line. With
+    stratification, each class's k-th easiest sample sits in group k, so a class's
+    hardest samples land in the last groups, and the rare misclassified ones (red) of a
+    small class come earlier than those of a large one.
+    """
     conf = cur.scores.confidence.numpy()
+    gap = np.clip(-np.expm1(cur.scores.log_confidence.numpy()), 1e-12, 1.0)  # 1 − confidence, exact near 1
     wrong = ~cur.scores.correct.numpy()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, order, title in ((axes[0], cur.order, "Curriculum (easy → hard)"),
                              (axes[1], inverse_order(cur.order), "Inverse curriculum (hard → easy)")):
         o = order.numpy()
         pos = np.arange(o.size)
-        ax.scatter(pos[~wrong[o]], conf[o][~wrong[o]], s=2, alpha=0.5, label="teacher correct")
-        ax.scatter(pos[wrong[o]], conf[o][wrong[o]], s=4, alpha=0.8, color="tab:red", label="teacher wrong")
+        ax.scatter(pos[~wrong[o]], gap[o][~wrong[o]], s=2, alpha=0.5, label=f"{scorer} correct")
+        ax.scatter(pos[wrong[o]], gap[o][wrong[o]], s=5, alpha=0.8, color="tab:red", label=f"{scorer} wrong")
+        ax.set_yscale("log")
         ax.set_title(title)
-        ax.set_xlabel("position in the order fed to the student")
-    axes[0].set_ylabel("teacher confidence (top-1 softmax)")
-    axes[0].legend(loc="lower left", markerscale=4)
+        ax.set_xlabel("position in the order fed to the student (stratified: group k = k-th sample of each class)")
+    axes[0].set_ylabel(f"1 − {scorer} confidence (log)")
+    axes[0].legend(loc="upper left", markerscale=4, fontsize=8)
+    fig.suptitle(f"Figure 1: curriculum scored by {scorer} ({conf.size} samples, "
+                 f"median confidence {np.median(conf):.4f}, {int(wrong.sum())} misclassified)", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_lambda(series: Mapping[str, Sequence[float]], path: Path, title: str = "") -> Path:
+    """λ per batch against its position in an epoch, one line per variant (selective reliance)."""
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    for name, lam in series.items():
+        ax.plot(np.arange(1, len(lam) + 1), lam, label=name, lw=1)
+    ax.set_xlabel("batch position within the epoch")
+    ax.set_ylabel("λ (weight of the KD term)")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title, fontsize=10)
     return _save(fig, path)
 
 
@@ -63,7 +90,8 @@ def plot_convergence(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
             if key == "val_acc":
                 values = 100 * values
             mean = values.mean(axis=0)
-            (line,) = ax.plot(epochs, mean, label=f"{name} (n={len(runs)})" if len(runs) > 1 else name)
+            label = PAPER_NAMES.get(name, name)
+            (line,) = ax.plot(epochs, mean, label=f"{label} (n={len(runs)})" if len(runs) > 1 else label)
             if len(runs) > 1:
                 std = values.std(axis=0, ddof=1)
                 low = np.maximum(mean - std, values.min(axis=0)) if key == "val_loss" else mean - std
@@ -72,6 +100,7 @@ def plot_convergence(curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]]
     ax_loss.set_ylabel("validation loss (log scale)")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_xlabel("epoch")
+    ax_acc.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))  # whole epochs only
     ax_loss.legend(fontsize=8)
     if title:
         ax_loss.set_title(title)

@@ -1,0 +1,98 @@
+"""Run identities: everything that produced a result, so a result is reused only when identical.
+
+Identities are built from whole config sections (a new setting joins them without
+anyone listing it) minus the few keys that say where files lie rather than what they
+hold. A student's identity also holds the digest of its teacher's weights and of the
+curriculum it read, so a retrained teacher or another curriculum file never passes for
+the one a finished student used. Precision is part of every identity (bf16 and fp32
+runs are different runs); device, channels_last and compile may change on resume, and
+the engine says so when they do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from selective_kd.config import Config, StageConfig, VariantConfig, resolve_curriculum, to_dict
+
+#: Data keys that locate or fetch files; they never change which samples a run sees.
+LOCATION_KEYS = ("root", "download", "verify")
+#: Distill keys that choose which students exist, not how one trains.
+ROSTER_KEYS = ("variants", "custom_variants", "teacher_cache")
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def precision_of(autocast_dtype: Any) -> str:
+    return "fp32" if autocast_dtype is None else str(autocast_dtype).replace("torch.", "").replace("bfloat16", "bf16")
+
+
+def data_identity(cfg: Config) -> dict[str, Any]:
+    """The dataset and the whole data section, minus where its files lie."""
+    return {"dataset": cfg.dataset, **{k: v for k, v in to_dict(cfg.data).items() if k not in LOCATION_KEYS}}
+
+
+def stage_identity(cfg: Config, stage: StageConfig, precision: str, seed: int | None = None) -> dict[str, Any]:
+    """A supervised stage: the data, its whole stage section, seed, batch size, precision."""
+    return {
+        "data": data_identity(cfg),
+        "seed": cfg.seed if seed is None else seed,
+        "batch_size": stage.batch_size or cfg.batch_size,
+        "stage": to_dict(stage),
+        "precision": precision,
+    }
+
+
+def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:
+    return {"role": "teacher", **stage_identity(cfg, cfg.teacher, precision)}
+
+
+def curriculum_identity(cfg: Config, teacher_digest: str | None, precision: str) -> dict[str, Any]:
+    """A static curriculum: the scorer section (resolved), the data, the teacher's weights,
+    and the stage sections of the models the scorer trains itself (as its registry declares)."""
+    from selective_kd.curriculum import SCORERS
+
+    cur = resolve_curriculum(cfg)
+    needs = SCORERS.get(cur.scorer).needs
+    ident: dict[str, Any] = {
+        "curriculum": to_dict(cur),
+        "data": data_identity(cfg),
+        "teacher_weights": teacher_digest,
+        "precision": precision,
+    }
+    for role, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+        if f"trains_{role}" in needs:
+            ident[f"trains_{role}"] = stage_identity(cfg, stage, precision)
+    return ident
+
+
+def student_identity(
+    cfg: Config,
+    name: str,
+    variant: VariantConfig,
+    *,
+    teacher_digest: str | None,
+    curriculum_digest: str | None,
+    signal: str,
+    precision: str,
+) -> dict[str, Any]:
+    """A student: its stage, its variant (all parameters), distillation settings, and the
+    digests of the teacher weights and curriculum it used (None when it uses neither)."""
+    distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
+    return {
+        "role": "student",
+        **stage_identity(cfg, cfg.student, precision),
+        "variant": {"name": name, **to_dict(variant)},
+        "distill": distill,
+        "teacher_signal": signal,
+        "teacher_weights": teacher_digest,
+        "curriculum": curriculum_digest,
+    }
