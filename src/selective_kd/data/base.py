@@ -1,15 +1,34 @@
-"""The dataset container and the split logic shared by digits and CIFAR."""
+"""The dataset container and the split logic shared by every dataset.
+
+Which samples a run evaluates on is one key, ``data.val_source``:
+
+- ``test``: the dataset's official test set (CIFAR's ``test_batch``, MNIST's ``t10k``
+  files, an npz's ``x_test``, an image folder's ``val/`` or ``test/``). Numbers for a
+  paper's final table.
+- ``split``: a stratified ``data.val_fraction`` of the *training* set, chosen by
+  ``data.split_seed``; the official test set is not loaded into the run at all, so
+  tuning on it cannot leak into the final numbers. Numbers for tuning.
+- ``auto`` (default): ``test`` when the dataset has a test set, else ``split`` (digits,
+  or an npz / image folder without one). This is what runs did before the key existed.
+
+The validation set is never the training set itself, and the teacher/student split
+(``data.teacher_fraction``) is taken from what remains for training.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from selective_kd.config import Config
+from selective_kd.data.registry import DATASETS, RawData
 from selective_kd.errors import UserError
+
+if TYPE_CHECKING:
+    from selective_kd.config import Config
 
 
 @dataclass(frozen=True)
@@ -41,6 +60,7 @@ class Dataset:
     val: Split
     mean: list[float]
     std: list[float]
+    val_source: str = "split"  # "test": the official test set; "split": carved from training data
 
     @property
     def in_channels(self) -> int:
@@ -54,7 +74,11 @@ class Dataset:
         parts = f"train {len(self.student_train)}"
         if not self.same_train_sets:
             parts = f"teacher train {len(self.teacher_train)}, student train {len(self.student_train)}"
-        return f"{self.name}: {parts}, val {len(self.val)}, {self.num_classes} classes, input {tuple(self.val.x.shape[1:])}"
+        val = "official test set" if self.val_source == "test" else "held out from training data"
+        return (
+            f"{self.name}: {parts}, val {len(self.val)}, {self.num_classes} classes, "
+            f"input {tuple(self.val.x.shape[1:])}; val = {val}"
+        )
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -95,6 +119,7 @@ def build_dataset(
     y_val: np.ndarray,
     classes: list[str],
     cfg: Config,
+    val_source: str = "split",
 ) -> Dataset:
     """Normalise with training statistics, apply limits and the teacher/student split."""
     keep = _limit(y_train, cfg.data.limit_train, cfg.data.split_seed)
@@ -122,23 +147,28 @@ def build_dataset(
         val=val,
         mean=mean.flatten().tolist(),
         std=std.flatten().tolist(),
+        val_source=val_source,
     )
 
 
 def load_dataset(cfg: Config) -> Dataset:
-    """The dataset a config names, split and normalised."""
-    if cfg.dataset == "digits":
-        from selective_kd.data.digits import load_digits_arrays
-
-        x, y, classes = load_digits_arrays()
-        tr, va = stratified_split(y, 1.0 - cfg.data.val_fraction, seed=cfg.data.split_seed)
-        return build_dataset("digits", x[tr], y[tr], x[va], y[va], classes, cfg)
-    from selective_kd.data.cifar import load_cifar
-
-    if cfg.data.root is None:
+    """The dataset a config names (see :data:`DATASETS`), split and normalised."""
+    raw = DATASETS.get(cfg.dataset).fn(cfg)
+    source = cfg.data.val_source
+    if source == "auto":
+        source = "test" if raw.has_test else "split"
+    if source == "test":
+        if raw.x_test is None or raw.y_test is None:
+            raise UserError(
+                f"config key 'data.val_source': dataset {cfg.dataset} has no official test set here: "
+                f"use data.val_source=split (hold out data.val_fraction of the training set)"
+            )
+        return build_dataset(cfg.dataset, raw.x_train, raw.y_train, raw.x_test, raw.y_test, raw.classes, cfg, "test")
+    tr, va = stratified_split(raw.y_train, 1.0 - cfg.data.val_fraction, seed=cfg.data.split_seed)
+    if tr.size == 0 or va.size == 0:
         raise UserError(
-            f"dataset {cfg.dataset} needs data.root: the official python-version archive or its folder "
-            f"(e.g. data.root=~/data); see README 'CIFAR'"
+            f"dataset {cfg.dataset}: {raw.y_train.size} training samples are too few to hold out "
+            f"data.val_fraction={cfg.data.val_fraction}: give a test set or more samples"
         )
-    arrays = load_cifar(cfg.dataset, cfg.data.root, verify=cfg.data.verify, labels=cfg.data.labels, download=cfg.data.download)
-    return build_dataset(cfg.dataset, arrays.x_train, arrays.y_train, arrays.x_test, arrays.y_test, arrays.classes, cfg)
+    x, y = raw.x_train, raw.y_train
+    return build_dataset(cfg.dataset, x[tr], y[tr], x[va], y[va], raw.classes, cfg, "split")

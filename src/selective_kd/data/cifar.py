@@ -16,26 +16,28 @@ archive is downloaded from the official URL when ``download=True``.
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import http.client
 import os
 import pickle
 import shutil
-import tarfile
 import tempfile
-import urllib.request
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from selective_kd.data.download import NETWORK_ERRORS, digest, download, one_line, safe_extract
+from selective_kd.data.registry import DATASETS, RawData
 from selective_kd.errors import UserError
-from selective_kd.fileio import atomic_write
+
+if TYPE_CHECKING:
+    from selective_kd.config import Config
 
 __all__ = ["ARCHIVE_MD5", "FILE_MD5", "URLS", "CifarArrays", "load_cifar"]
+
+# Module-level names on purpose: tests replace them so that they never touch the network.
+_download = download
+_safe_extract = safe_extract
 
 #: md5 of the official archives (checked before extracting when ``verify=True``).
 ARCHIVE_MD5: dict[str, str] = {
@@ -67,9 +69,6 @@ URLS: dict[str, str] = {
     "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
     "cifar100": "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
 }
-
-#: Seconds to wait on the network before giving up (offline machines should fail fast).
-DOWNLOAD_TIMEOUT_S = 30.0
 
 _IMAGE_BYTES = 3 * 32 * 32
 
@@ -183,31 +182,13 @@ def _locate(name: str, layout: _Layout, root: Path, *, verify: bool, download: b
     try:
         where.mkdir(parents=True, exist_ok=True)
         _download(url, archive)
-    except (OSError, http.client.HTTPException, ValueError) as exc:
+    except NETWORK_ERRORS as exc:
         if created:  # leave no empty folder behind a failed download
             shutil.rmtree(where, ignore_errors=True)
         raise UserError(
-            f"{layout.title} not found under {root} and could not be downloaded (network error: {_one_line(exc)}): {advice}"
+            f"{layout.title} not found under {root} and could not be downloaded (network error: {one_line(exc)}): {advice}"
         ) from exc
     return _extract(name, layout, archive, verify=verify)
-
-
-def _download(url: str, dest: Path) -> None:
-    """Fetch ``url`` to ``dest`` via a temporary file beside it, so ``dest`` is never partial.
-
-    Module level on purpose: tests replace it so that they never touch the network.
-    """
-    def fetch(out: IO[bytes]) -> None:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            expected = resp.headers.get("Content-Length")
-            got = 0
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-                got += len(chunk)
-            if expected is not None and expected.isdigit() and got != int(expected):
-                raise OSError(f"download cut short: {got} of {expected} bytes")
-
-    atomic_write(dest, fetch)
 
 
 # --------------------------------------------------------------------------- extracting
@@ -227,7 +208,7 @@ def _extract(name: str, layout: _Layout, archive: Path, *, verify: bool) -> Path
         tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{layout.folder}.extract-"))
     except OSError as exc:
         raise UserError(
-            f"cannot extract {archive} into {parent} ({_one_line(exc)}): extract it yourself "
+            f"cannot extract {archive} into {parent} ({one_line(exc)}): extract it yourself "
             f"somewhere writable and point data.root at the {layout.folder} folder"
         ) from exc
     try:
@@ -247,47 +228,6 @@ def _extract(name: str, layout: _Layout, archive: Path, *, verify: bool) -> Path
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def _safe_extract(archive: Path, dest: Path) -> None:
-    """Extract regular files and folders only, all strictly inside ``dest``.
-
-    Every member is checked before anything is written. Links are refused outright: the
-    official archives hold none, and a chain of links can escape any lexical check.
-    """
-    data_filter: dict[str, Any] = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
-    filter_error: tuple[type[Exception], ...] = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            members = tf.getmembers()
-            for member in members:
-                _check_member(archive, member, dest)
-            tf.extractall(dest, members=members, **data_filter)
-    except UserError:
-        raise
-    except filter_error as exc:
-        raise UserError(f"archive {archive} has an unsafe member ({_one_line(exc)}); refusing to extract it") from exc
-    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise UserError(f"archive {archive} is corrupt or truncated ({_one_line(exc)}): delete it and download it again") from exc
-
-
-def _check_member(archive: Path, member: tarfile.TarInfo, dest: Path) -> None:
-    name = member.name
-    unsafe = f"archive {archive} has an unsafe member {name!r}"
-    if member.issym() or member.islnk():
-        raise UserError(f"{unsafe} (a link to {member.linkname!r}); refusing to extract it")
-    if not (member.isfile() or member.isdir()):
-        raise UserError(f"{unsafe} (not a regular file or folder); refusing to extract it")
-    if os.path.isabs(name) or name.startswith(("/", "\\")) or ".." in Path(name).parts:
-        raise UserError(f"{unsafe} (it would land outside {dest.parent}); refusing to extract it")
-    resolved = os.path.normpath(os.path.join(dest, name))
-    if os.path.commonpath([resolved, str(dest)]) != str(dest):
-        raise UserError(f"{unsafe} (it would land outside {dest.parent}); refusing to extract it")
-
-
-def _one_line(exc: BaseException) -> str:
-    """An exception's text squeezed onto one line (UserError messages are one line)."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # --------------------------------------------------------------------------- reading
@@ -395,7 +335,7 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
     except OSError:
         raise
     except Exception as exc:  # a damaged pickle can raise almost anything
-        raise UserError(f"{path} is not a readable CIFAR pickle ({_one_line(exc)}): re-extract or re-download it") from exc
+        raise UserError(f"{path} is not a readable CIFAR pickle ({one_line(exc)}): re-extract or re-download it") from exc
     if not isinstance(obj, dict):
         raise UserError(f"{path} is not a CIFAR pickle: expected a dict, got {type(obj).__name__}")
     return {(k.encode() if isinstance(k, str) else k): v for k, v in obj.items()}
@@ -404,16 +344,8 @@ def _unpickle(path: Path) -> dict[bytes, Any]:
 # --------------------------------------------------------------------------- verifying
 
 
-def _md5(path: Path) -> str:
-    h = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _check_md5(layout: _Layout, path: Path, expected: str, *, what: str) -> None:
-    actual = _md5(path)
+    actual = digest(path)
     if actual != expected:
         fix = (
             f"delete it and download {layout.archive} again from {URLS[layout.key]}"
@@ -424,3 +356,28 @@ def _check_md5(layout: _Layout, path: Path, expected: str, *, what: str) -> None
             f"{layout.title} {what} {path} has md5 {actual}, expected {expected}: {fix}; "
             "or set data.verify=false if it is a deliberately modified copy"
         )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+def _from_config(name: Literal["cifar10", "cifar100"], cfg: Config) -> RawData:
+    if cfg.data.root is None:
+        raise UserError(
+            f"dataset {name} needs data.root: the official python-version archive or its folder "
+            f"(e.g. data.root=~/data); see README 'CIFAR'"
+        )
+    a = load_cifar(name, cfg.data.root, verify=cfg.data.verify, labels=cfg.data.labels, download=cfg.data.download)
+    return RawData(a.x_train, a.y_train, a.classes, a.x_test, a.y_test)
+
+
+@DATASETS.register("cifar10", needs=("root", "verify", "download"))
+def cifar10(cfg: Config) -> RawData:
+    """CIFAR-10: 50,000 training and 10,000 test colour images of 32×32, 10 classes."""
+    return _from_config("cifar10", cfg)
+
+
+@DATASETS.register("cifar100", needs=("root", "verify", "download", "labels"))
+def cifar100(cfg: Config) -> RawData:
+    """CIFAR-100: as CIFAR-10 with 100 classes (or 20 superclasses with data.labels=coarse)."""
+    return _from_config("cifar100", cfg)

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
+
+from selective_kd.data.registry import DATASETS, RawData
+
+if TYPE_CHECKING:
+    from selective_kd.config import Config
 
 
 def load_digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -13,3 +20,10 @@ def load_digits_arrays() -> tuple[np.ndarray, np.ndarray, list[str]]:
     x = np.asarray(bunch.images, dtype=np.float32)[:, None, :, :]
     y = np.asarray(bunch.target, dtype=np.int64)
     return x, y, [str(c) for c in bunch.target_names]
+
+
+@DATASETS.register("digits")
+def digits(cfg: Config) -> RawData:
+    """Digits has no official test set: validation is held out of its 1,797 images."""
+    x, y, classes = load_digits_arrays()
+    return RawData(x, y, classes)

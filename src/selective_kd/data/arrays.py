@@ -1,0 +1,133 @@
+"""Your own data as one ``.npz`` file: ``dataset: arrays`` with ``data.root=FILE.npz``.
+
+Keys: ``x_train`` and ``y_train``; optionally ``x_test`` and ``y_test`` (the held-out
+set, evaluated on with the default ``data.val_source``) and ``classes`` (names, in label
+order). Images are N×H×W (one channel) or N×C×H×W, uint8 or float; labels are integers
+0..K-1. Without ``x_test``/``y_test`` validation is held out of the training set
+(``data.val_fraction``). Save one with::
+
+    np.savez("mine.npz", x_train=x, y_train=y, x_test=xt, y_test=yt, classes=np.array(names))
+
+The file is read with ``allow_pickle=False``: an npz can hold pickled objects, and
+nothing we load may run code. Anything malformed is a one-line error naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from selective_kd.data.download import one_line
+from selective_kd.data.registry import DATASETS, RawData
+from selective_kd.errors import UserError
+
+if TYPE_CHECKING:
+    from selective_kd.config import Config
+
+__all__ = ["load_arrays"]
+
+_REQUIRED = ("x_train", "y_train")
+_OPTIONAL = ("x_test", "y_test", "classes")
+
+
+def load_arrays(path: str | os.PathLike[str]) -> RawData:
+    """Read and check an npz of images and labels (see the module docstring for the keys)."""
+    path = Path(os.path.expanduser(os.fspath(path)))
+    if not path.is_file():
+        raise UserError(f"dataset arrays: {path} is not a file: set data.root to an .npz with x_train, y_train (and x_test, y_test)")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise UserError(f"{path} is a single .npy array, not an .npz archive: save it with np.savez(FILE, x_train=..., y_train=...)")
+        with loaded as npz:
+            keys = list(npz.files)
+            unknown = [k for k in keys if k not in _REQUIRED + _OPTIONAL]
+            if unknown:
+                raise UserError(f"{path} has unknown key {unknown[0]!r}: allowed keys are {', '.join(_REQUIRED + _OPTIONAL)}")
+            missing = [k for k in _REQUIRED if k not in keys]
+            if missing:
+                raise UserError(f"{path} has no {missing[0]!r}: it needs x_train and y_train (found {', '.join(keys) or 'nothing'})")
+            if ("x_test" in keys) != ("y_test" in keys):
+                raise UserError(f"{path} has {'x_test' if 'x_test' in keys else 'y_test'} without its partner: give both x_test and y_test, or neither")
+            data = {k: npz[k] for k in keys}
+    except UserError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        why = one_line(exc)
+        if "allow_pickle" in why or "Object arrays" in why:
+            why = "it holds Python objects (pickles), which are never loaded: store numbers and strings only"
+        raise UserError(f"{path} is not a readable .npz archive ({why})") from exc
+
+    x_train = _images(path, "x_train", data["x_train"])
+    y_train = _labels(path, "y_train", data["y_train"], len(x_train))
+    x_test = y_test = None
+    if "x_test" in data:
+        x_test = _images(path, "x_test", data["x_test"])
+        y_test = _labels(path, "y_test", data["y_test"], len(x_test))
+        if x_test.shape[1:] != x_train.shape[1:]:
+            raise UserError(f"{path}: x_test images are {x_test.shape[1:]} (C×H×W) but x_train images are {x_train.shape[1:]}: they must match")
+    classes = _classes(path, data.get("classes"), y_train)
+    if np.unique(y_train).size < 2:
+        raise UserError(f"{path}: y_train holds a single class ({int(y_train[0])}): a classifier needs at least two")
+    if y_test is not None:
+        only = np.setdiff1d(np.unique(y_test), np.unique(y_train))
+        if only.size:
+            label = int(only[0])
+            name = f" {classes[label]!r}" if label < len(classes) else ""
+            raise UserError(f"{path}: class{name} (label {label}) is in y_test but never in y_train: it cannot be learned")
+    return RawData(x_train, y_train, classes, x_test, y_test)
+
+
+def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    """N×C×H×W uint8 or float, finite; N×H×W gains a channel axis."""
+    if x.ndim == 3:
+        x = x[:, None]
+    if x.ndim != 4:
+        raise UserError(f"{path}: {key} has shape {x.shape}: images must be N×H×W or N×C×H×W")
+    if x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+        raise UserError(f"{path}: {key} has shape {x.shape}, which looks channels-last (N×H×W×C): save x.transpose(0, 3, 1, 2)")
+    if min(x.shape) == 0:
+        raise UserError(f"{path}: {key} is empty (shape {x.shape})")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise UserError(f"{path}: {key} is {x.dtype}: images must be uint8 or float (e.g. x.astype(np.float32))")
+    if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise UserError(f"{path}: {key} holds NaN or infinite values")
+    return x
+
+
+def _labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
+    """1-D non-negative integers, one per image."""
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) and y.dtype != np.bool_):
+        raise UserError(f"{path}: {key} is {y.dtype} of shape {y.shape}: labels must be a 1-D array of integers 0..K-1")
+    if len(y) != n:
+        raise UserError(f"{path}: {key} has {len(y)} labels but x_{key[2:]} has {n} images: the lengths must match")
+    if y.min() < 0:
+        raise UserError(f"{path}: {key} has negative label {int(y.min())}: labels must be 0..K-1")
+    return y.astype(np.int64)
+
+
+def _classes(path: Path, names: np.ndarray | None, y_train: np.ndarray) -> list[str]:
+    """The class names given in the file, or "0".."K-1" from the largest training label."""
+    k = int(y_train.max()) + 1
+    if names is None:
+        return [str(i) for i in range(k)]
+    if names.ndim != 1 or names.dtype.kind not in "US":
+        raise UserError(f"{path}: classes is {names.dtype} of shape {names.shape}: give a 1-D array of names, e.g. np.array(['cat', 'dog'])")
+    out = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names.tolist()]
+    if len(set(out)) != len(out):
+        raise UserError(f"{path}: classes names the same class twice")
+    if k > len(out):
+        raise UserError(f"{path}: y_train has label {k - 1}, but classes names only {len(out)} classes (0..{len(out) - 1})")
+    return out
+
+
+@DATASETS.register("arrays", needs=("root",))
+def arrays(cfg: Config) -> RawData:
+    """Your own images and labels in one .npz (data.root=FILE.npz)."""
+    if cfg.data.root is None:
+        raise UserError("dataset arrays needs data.root=FILE.npz holding x_train, y_train (and x_test, y_test)")
+    return load_arrays(cfg.data.root)
