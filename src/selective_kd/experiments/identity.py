@@ -40,19 +40,21 @@ def data_identity(cfg: Config) -> dict[str, Any]:
     return {"dataset": cfg.dataset, **{k: v for k, v in to_dict(cfg.data).items() if k not in LOCATION_KEYS}}
 
 
-def stage_identity(cfg: Config, stage: StageConfig, precision: str, seed: int | None = None) -> dict[str, Any]:
-    """A supervised stage: the data, its whole stage section, seed, batch size, precision."""
+def stage_identity(cfg: Config, role: str, precision: str, seed: int | None = None) -> dict[str, Any]:
+    """A supervised stage: the data, its whole stage section (``teacher`` or ``student``),
+    seed, batch size, precision. Keys mirror the config, so a mismatch names config keys."""
+    stage: StageConfig = getattr(cfg, role)
     return {
         "data": data_identity(cfg),
         "seed": cfg.seed if seed is None else seed,
         "batch_size": stage.batch_size or cfg.batch_size,
-        "stage": to_dict(stage),
+        role: to_dict(stage),
         "precision": precision,
     }
 
 
 def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:
-    return {"role": "teacher", **stage_identity(cfg, cfg.teacher, precision)}
+    return {"role": "teacher", **stage_identity(cfg, "teacher", precision)}
 
 
 def curriculum_identity(cfg: Config, teacher_digest: str | None, precision: str) -> dict[str, Any]:
@@ -68,9 +70,9 @@ def curriculum_identity(cfg: Config, teacher_digest: str | None, precision: str)
         "teacher_weights": teacher_digest,
         "precision": precision,
     }
-    for role, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for role in ("teacher", "student"):
         if f"trains_{role}" in needs:
-            ident[f"trains_{role}"] = stage_identity(cfg, stage, precision)
+            ident[f"trains_{role}"] = stage_identity(cfg, role, precision)
     return ident
 
 
@@ -89,7 +91,7 @@ def student_identity(
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
     return {
         "role": "student",
-        **stage_identity(cfg, cfg.student, precision),
+        **stage_identity(cfg, "student", precision),
         "variant": {"name": name, **to_dict(variant)},
         "distill": distill,
         "teacher_signal": signal,
