@@ -165,4 +165,72 @@ def test_corrupt_teacher_checkpoint_says_which_folder_to_delete(tiny_run: Path, 
     bad.parent.mkdir()
     bad.write_bytes(b"garbage")
     _one_line_error(cli("curriculum", "--out", str(tmp_path / "o"), "--teacher", str(bad), *TINY),
-                    "cannot be read: delete the folder", str(bad.parent))
+                    "cannot be read", "delete the folder", str(bad.parent))
+
+
+# --------------------------------------------------------------------------- trust (issue 12)
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("a file")
+    _one_line_error(cli("teacher", "--out", str(tmp_path / "f")), "--out", "is a file, not a folder")
+
+
+def test_refused_run_leaves_the_folders_config_yaml_alone(tiny_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import TINY
+
+    before = (tiny_run / "config.yaml").read_bytes()
+    assert before.startswith(b"# built on: digits")  # the run's base is recorded
+    assert main(["run", "--quiet", "--out", str(tiny_run), *TINY, "student.epochs=3"]) == 2
+    assert "holds a run made with other settings" in capsys.readouterr().err
+    assert (tiny_run / "config.yaml").read_bytes() == before
+
+
+def test_full_disk_during_a_stage_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import errno
+
+    from selective_kd import fileio
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(fileio.os, "fsync", no_space)
+    assert main(["teacher", "--quiet", "--out", str(tmp_path / "o")]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and err[0].startswith("error: cannot write ") and "No space left on device" in err[0], err
+
+
+def test_any_read_only_error_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """The last line of defence: an OSError from a write that bypasses fileio."""
+    import errno
+
+    from selective_kd import cli as cli_module
+
+    def read_only(*args: object) -> None:
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(tmp_path / "o" / "figure.png"))
+
+    monkeypatch.setattr(cli_module, "_run_stage", read_only)
+    assert main(["teacher", "--quiet", "--out", str(tmp_path / "o")]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 1 and err[0].startswith(f"error: cannot write {tmp_path / 'o' / 'figure.png'}: Read-only file system")
+
+
+def test_damaged_curriculum_advice_works(tiny_run: Path, tmp_path: Path) -> None:
+    """The error says to delete the file and run `selective-kd curriculum`: doing so succeeds."""
+    from conftest import TINY
+
+    out = tmp_path / "o"
+    args = ("curriculum", "--quiet", "--out", str(out), "--teacher", str(tiny_run / "teacher"), *TINY)
+    assert cli(*args).returncode == 0
+    lines = (out / "curriculum.csv").read_text().splitlines()
+    cells = lines[1].split(",")
+    cells[3] = "nan"  # confidence
+    lines[1] = ",".join(cells)
+    (out / "curriculum.csv").write_text("\n".join(lines) + "\n")
+    proc = cli("student", "--variant", "kd-cl", "--out", str(out), "--teacher", str(tiny_run / "teacher"), *TINY)
+    _one_line_error(proc, "confidence is not a finite number", f"delete {out / 'curriculum.csv'} and run `selective-kd curriculum`")
+    (out / "curriculum.csv").unlink()
+    assert cli(*args).returncode == 0
+    assert "nan" not in (out / "curriculum.csv").read_text()

@@ -14,13 +14,21 @@ and the same command resumes from the last finished epoch.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+from contextlib import nullcontext
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from selective_kd.config import Config, load_config
+import yaml
+
+from selective_kd.config import Config, dump_yaml, read_config, to_dict
 from selective_kd.errors import UserError
+
+if TYPE_CHECKING:
+    from selective_kd.experiments.pipeline import RunPaths
 
 log = logging.getLogger("selective_kd")
 
@@ -57,16 +65,43 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _paths(cfg: Config, args: argparse.Namespace):  # -> RunPaths
+def _paths(cfg: Config, args: argparse.Namespace) -> RunPaths:
     from selective_kd.experiments.pipeline import RunPaths
 
     out = args.out or Path("runs") / cfg.name
+    _refuse_file_as_folder(out)
     teacher = getattr(args, "teacher", None)
     if teacher is not None and teacher.suffix == ".pt":
         if teacher.name != "model.pt":
             raise UserError(f"--teacher {teacher}: pass a teacher folder or its model.pt written by `selective-kd teacher`")
         teacher = teacher.parent
     return RunPaths.under(out, teacher, getattr(args, "curriculum", None))
+
+
+def _refuse_file_as_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file, not a folder: pass a folder (it is created when missing)")
+
+
+def _write_config(out: Path, cfg: Config, bases: tuple[str, ...], only_if_new: bool) -> None:
+    """OUT/config.yaml: the settings of the last command the folder accepted.
+
+    Before a stage runs it is written only into a folder without one (so an interrupted
+    first run still says what it was); after the command succeeds it is (re)written. A
+    command refused for its settings therefore never changes the folder's config.yaml.
+    """
+    from selective_kd.fileio import write_text
+
+    path = out / "config.yaml"
+    if only_if_new and path.exists():
+        return
+    if path.exists():
+        try:
+            if yaml.safe_load(path.read_text(encoding="utf-8")) == to_dict(cfg):
+                return  # same settings: leave the file (and its time stamp) alone
+        except (yaml.YAMLError, UnicodeDecodeError):
+            pass  # unreadable: replace it with the settings that just ran
+    write_text(path, dump_yaml(cfg, bases))
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -94,31 +129,46 @@ def dispatch(args: argparse.Namespace) -> int:
         from selective_kd.report import write_report
 
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
+        _refuse_file_as_folder(out)
         print(write_report(args.runs, out))
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}")
         return 0
 
-    from selective_kd.data import load_dataset
-    from selective_kd.engine import resolve_runtime
-    from selective_kd.experiments import pipeline
-
-    cfg = load_config(args.config, args.overrides)
+    loaded = read_config(args.config, args.overrides)
+    cfg = loaded.config
     paths = _paths(cfg, args)
-    if args.command == "run":
-        text = pipeline.run_all(cfg, paths, args.quiet)
-        print(text)
-        print(f"\nwritten: {paths.out / 'results.md'}, {paths.out / 'results.csv'}, figures in {paths.out}")
-        return 0
-    from selective_kd.config import dump_yaml
-    from selective_kd.fileio import write_text
-
-    if int(os.environ.get("RANK", "0")) == 0:
-        paths.out.mkdir(parents=True, exist_ok=True)
-        write_text(paths.out / "config.yaml", dump_yaml(cfg))
     if args.command == "student":  # fail on a bad variant before loading anything
         from selective_kd.experiments.variants import get_variant
 
         get_variant(cfg.distill, args.variant)
+    is_main = int(os.environ.get("RANK", "0")) == 0
+    from selective_kd.fileio import remove_stale_temps
+    from selective_kd.runlock import run_lock
+
+    with run_lock(paths.out) if is_main else nullcontext():  # under torchrun rank 0 writes, and holds it
+        if is_main:
+            remove_stale_temps(paths.out)  # ours alone while locked: temps there are from a killed command
+            _write_config(paths.out, cfg, loaded.bases, only_if_new=True)
+        _run_stage(args, cfg, paths)
+        if is_main:
+            _write_config(paths.out, cfg, loaded.bases, only_if_new=False)
+            # after the stage: a refusal stays one line on stderr, with no log line before it
+            log.info("config: %s, built on %s; recorded in %s", args.config or "the built-in digits settings",
+                     loaded.describe(), paths.out / "config.yaml")
+    return 0
+
+
+def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:
+    """The stage the command names; the settings are checked against the folder inside it."""
+    from selective_kd.data import load_dataset
+    from selective_kd.engine import resolve_runtime
+    from selective_kd.experiments import pipeline
+
+    if args.command == "run":
+        text = pipeline.run_all(cfg, paths, args.quiet)
+        print(text)
+        print(f"\nwritten: {paths.out / 'results.md'}, {paths.out / 'results.csv'}, figures in {paths.out}")
+        return
     runtime = resolve_runtime(cfg)
     data = load_dataset(cfg)
     if args.command == "teacher":
@@ -130,7 +180,9 @@ def dispatch(args: argparse.Namespace) -> int:
     else:
         r = pipeline.run_student(cfg, paths, args.variant, data, runtime, args.quiet)
         print(f"student {args.variant}: val_acc {100 * r['val_acc']:.2f}%  val_loss {r['val_loss']:.4f}  ({paths.student_dir(args.variant)})")
-    return 0
+
+
+_USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
         return dispatch(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # last line of defence: a write not made through fileio (full disk, read-only)
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        where = exc.filename or "an output file"
+        print(f"error: cannot write {where}: {exc.strerror}; free some space or choose a writable folder (--out)", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume from the last finished epoch", file=sys.stderr)
