@@ -1,4 +1,4 @@
-"""`selective-kd grid`: expansion, shared teachers, skipping, retries, parallel runs, sweeps."""
+"""`selective-kd grid`: expansion, shared teachers, skipping, refusing, retries, parallel runs, sweeps."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +30,9 @@ def build_args(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["grid", *argv])
 
 
-def grid(out: Path, *argv: str) -> int:
-    return grid_command(build_args("--quiet", "--out", str(out), *argv, *TINY))
+def grid(out: Path, *argv: str, settings: tuple[str, ...] = ()) -> int:
+    """A tiny grid; ``settings`` come after TINY, so they win over it."""
+    return grid_command(build_args("--quiet", "--out", str(out), *argv, *TINY, *settings))
 
 
 def summary(out: Path) -> dict[str, Any]:
@@ -46,11 +48,19 @@ def results(out: Path) -> dict[Path, dict[str, Any]]:
 
 
 def break_run(out: Path, run: str, variant: str) -> Path:
-    """An unreadable checkpoint where the run would resume from: it fails on every attempt."""
+    """An unreadable checkpoint where the run would resume from: a UserError on every attempt."""
     ckpt = out / "runs" / run / "students" / variant / "last.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"\x00garbage, not a checkpoint\xff" * 10)
     return ckpt
+
+
+def crash_run(out: Path, run: str, variant: str) -> Path:
+    """A file where the student's folder goes: an OSError (a crash, not a UserError) on every attempt."""
+    folder = out / "runs" / run / "students" / variant
+    folder.parent.mkdir(parents=True)
+    folder.write_text("in the way")
+    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +95,7 @@ def test_axes_sweeps_and_overrides_are_told_apart() -> None:
     ("seeds=[1,1]", "more than once"),
     ("seeds=two", "seeds="),
     ("variants=[kd,nonsense]", "unknown variant 'nonsense'"),
-    ("datasets=[mnist]", "config key 'dataset'"),
+    ("datasets=[nonsense]", "config key 'dataset': unknown dataset 'nonsense'"),
     ("sweep.distill.temperature=3", "needs a list"),
     ("sweep.seed=[1,2]", "seeds=[...]"),
     ("sweep.student.nope=[1,2]", "unknown config key 'student.nope'"),
@@ -116,7 +126,7 @@ def test_teacher_is_shared_across_sweeps_that_do_not_change_it(tmp_path: Path) -
     assert shared_of("sweep.teacher.lr=[0.05,0.1]", "sweep.student.lr=[0.05,0.1]")[0] == 2  # two keys named lr: full names
     assert shared_of("sweep.teacher.lr=[0.05,0.1]", "sweep.student.lr=[0.05,0.1]")[1] >= {"runs/digits/teacher.lr=0.05,student.lr=0.1"}
     g = expand(build_spec(None, [*TINY, "seeds=1", "variants=[unguided]"]), tmp_path)
-    assert g.shared == [] and [j.needs for j in g.students] == [None]  # no variant needs a teacher
+    assert g.shared == [] and [j.needs for j in g.students] == [[]]  # no variant needs a teacher
 
 
 # --------------------------------------------------------------------------- running
@@ -133,11 +143,11 @@ def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_as
     shared = list((out / "shared").iterdir())
     assert len(shared) == 1 and shared[0].name.startswith("digits-")
     assert len((shared[0] / "teacher" / "metrics.jsonl").read_text().splitlines()) == 1  # one epoch, trained once
-    assert (shared[0] / "curriculum.csv").exists()
+    assert len(list(shared[0].glob("curriculum-*/curriculum.csv"))) == 1
     s = summary(out)
-    assert [(r["status"], r["attempts"]) for r in s["shared"]] == [("done", 1)]
+    assert [(r["kind"], r["status"], r["attempts"]) for r in s["shared"]] == [("teacher", "done", 1), ("curriculum", "done", 1)]
     assert {(r["status"], r["attempts"]) for r in s["runs"]} == {("done", 1)} and len(s["runs"]) == 6
-    kd_teacher = {json.dumps(r["identity"]["teacher"], sort_keys=True) for p, r in found.items() if p.parts[-2] != "unguided"}
+    kd_teacher = {r["identity"]["teacher_weights"] for p, r in found.items() if p.parts[-2] != "unguided"}
     assert len(kd_teacher) == 1  # every guided student read the same teacher
     md = (out / "results.md").read_text()
     assert "Statistics over seeds" in md and "Student-KD-CL-SR" in md and (out / "results.csv").exists()
@@ -156,21 +166,77 @@ def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_as
 @pytest.mark.slow
 def test_failing_run_is_retried_and_reported_while_the_others_finish(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "grid"
-    break_run(out, "digits/seed1", "kd")
+    crash_run(out, "digits/seed1", "kd")  # fails anew on every attempt: retried
+    break_run(out, "digits/seed0", "unguided")  # a UserError: the same next time, so not retried
     assert grid(out, "--retries", "2", "seeds=2", "variants=[unguided,kd]") == 1
     runs = by_id(out)
     bad = runs.pop("digits-seed1-kd")
-    assert (bad["status"], bad["attempts"]) == ("failed", 3)
-    assert "cannot be read" in bad["error"]
+    assert (bad["status"], bad["attempts"], bad["refused"]) == ("failed", 3, False)
+    assert bad["error"].startswith("FileExistsError")
     log = Path(bad["log"])
     assert log == out.resolve() / "logs" / "digits-seed1-kd.log" and log.exists()
     text = log.read_text()
     assert text.count("=== digits-seed1-kd: attempt") == 3 and text.count("\nerror: ") == 3 and "Traceback" in text
+    user = runs.pop("digits-seed0-unguided")
+    assert (user["status"], user["attempts"], user["refused"]) == ("failed", 1, True) and "cannot be read" in user["error"]
     assert {(r["status"], r["attempts"]) for r in runs.values()} == {("done", 1)}
-    assert len(results(out)) == 3
+    assert len(results(out)) == 2
     err = capsys.readouterr().err
-    assert f"failed: digits-seed1-kd after 3 attempt(s)" in err and str(log) in err
+    assert "failed: digits-seed1-kd after 3 attempt(s)" in err and str(log) in err
+    assert "failed: digits-seed0-unguided after 1 attempt(s)" in err
     assert "Student-KD" in (out / "results.md").read_text()  # the report covers what finished
+
+
+@pytest.mark.slow
+def test_grid_run_again_with_other_settings_refuses_and_never_reports_the_old_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "grid"
+    argv = ("seeds=1", "variants=[unguided,kd]")
+    assert grid(out, *argv) == 0  # 1 teacher epoch, 1 student epoch
+    first = results(out)
+    stamps = {p: p.stat().st_mtime_ns for p in sorted(out.glob("runs/**/model.pt"))}
+    capsys.readouterr()
+
+    # Other student settings: refused from the stored settings alone, before any teacher trains.
+    assert grid(out, *argv, settings=("teacher.epochs=2", "student.epochs=2")) == 2
+    runs = by_id(out)
+    assert {(r["status"], r["attempts"], r["refused"]) for r in runs.values()} == {("failed", 0, True)}
+    for r in runs.values():
+        assert re.search(r"holds a run made with other settings \(\S*epochs differ\)", r["error"]) and "\n" not in r["error"]
+    assert len(list((out / "shared").iterdir())) == 1  # no teacher was trained for a grid that cannot finish
+    captured = capsys.readouterr()
+    assert "failed: digits-seed0-kd: " in captured.err and "epochs differ" in captured.err
+    assert "no run finished with these settings" in captured.out and "Student-" not in captured.out
+    assert results(out) == first and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # Another teacher only: trained, then the KD student is refused by its stage (its teacher's
+    # weights differ); the unguided student reads no teacher, so its result still holds.
+    assert grid(out, *argv, settings=("teacher.epochs=2",)) == 2
+    runs = by_id(out)
+    kd, unguided = runs["digits-seed0-kd"], runs["digits-seed0-unguided"]
+    assert (kd["status"], kd["attempts"], kd["refused"]) == ("failed", 1, True)
+    assert "other settings (teacher_weights differ)" in kd["error"]
+    assert "other settings" in Path(kd["log"]).read_text().splitlines()[-1]
+    assert (unguided["status"], unguided["attempts"]) == ("done", 1)  # run, and its identical result reused
+    # Its folder also holds the refused KD student's old result, so the report leaves it out.
+    assert "no run finished with these settings (the run folders" in capsys.readouterr().out
+    assert results(out) == first and {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # The first settings again: every job is as asked, so nothing runs.
+    assert grid(out, *argv) == 0
+    s = summary(out)
+    assert {(r["status"], r["attempts"]) for r in s["runs"]} == {("skipped", 0)}
+    assert "Student-KD" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_a_child_process_user_error_is_reported_once_with_exit_status_2(tmp_path: Path) -> None:
+    out = tmp_path / "grid"
+    break_run(out, "digits/seed0", "unguided")
+    assert grid(out, "--jobs", "2", "seeds=1", "variants=[unguided]") == 2
+    bad = by_id(out)["digits-seed0-unguided"]
+    assert (bad["status"], bad["attempts"], bad["refused"]) == ("failed", 1, True) and "cannot be read" in bad["error"]
 
 
 @pytest.mark.slow
@@ -195,7 +261,7 @@ def test_sweep_makes_run_folders_per_value_and_shares_the_teacher(tmp_path: Path
     assert len(found) == 8
     for path, r in found.items():
         assert path.parts[2] in ("temperature=2", "temperature=4")
-        assert r["identity"]["temperature"] == float(path.parts[2].split("=")[1])
+        assert r["identity"]["distill"]["temperature"] == float(path.parts[2].split("=")[1])
     assert len(list((out / "shared").iterdir())) == 1  # the temperature does not touch the teacher
     assert {r["sweep"]["distill.temperature"] for r in summary(out)["runs"]} == {2, 4}
     md = (out / "results.md").read_text()

@@ -50,18 +50,25 @@ def test_grid_on_a_local_ray_finishes_runs_and_reports_a_failing_one(
     assert len(list((out / "shared").iterdir())) == 1
     assert "Statistics over seeds" in (out / "results.md").read_text()
 
-    # One seed more, with a run that cannot succeed: the finished runs are skipped, the
-    # broken one is tried 1 + retries times and reported, its neighbour still finishes.
-    ckpt = out / "runs" / "digits" / "seed2" / "students" / "kd" / "last.pt"
-    ckpt.parent.mkdir(parents=True)
-    ckpt.write_bytes(b"not a checkpoint" * 8)
-    assert ray_grid(out, "--retries", "1", "seeds=3", "variants=[unguided,kd]") == 1
+    # One seed more and another teacher, with a run that crashes every time (a file where its
+    # folder goes). The new teacher trains on Ray; each earlier KD student's stage then refuses
+    # its folder (a UserError, carried back from the worker and not retried); the crashing run
+    # is tried 1 + retries times and reported; the unguided students read no teacher and finish.
+    blocker = out / "runs" / "digits" / "seed2" / "students" / "kd"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    assert ray_grid(out, "--retries", "1", "seeds=3", "variants=[unguided,kd]", "teacher.lr=0.1") == 1
     second = runs(out)
     bad = second.pop("digits-seed2-kd")
-    assert (bad["status"], bad["attempts"]) == ("failed", 2) and "cannot be read" in bad["error"]
+    assert (bad["status"], bad["attempts"], bad["refused"]) == ("failed", 2, False)
+    assert bad["error"].startswith("FileExistsError")
     log = Path(bad["log"])
     assert log.exists() and log.read_text().count("\nerror: ") == 2
-    assert second.pop("digits-seed2-unguided")["status"] == "done"
-    assert {r["status"] for r in second.values()} == {"skipped"}
+    for seed in (0, 1):
+        refused = second.pop(f"digits-seed{seed}-kd")
+        assert (refused["status"], refused["attempts"], refused["refused"]) == ("failed", 1, True)
+        assert "teacher_weights differ" in refused["error"]
+    assert {r["status"] for r in second.values()} == {"done"}  # the unguided runs: two reused, one new
     assert "failed: digits-seed2-kd after 2 attempt(s)" in capsys.readouterr().err
+    assert len(list((out / "shared").iterdir())) == 2
     assert not ray.is_initialized()

@@ -1,0 +1,146 @@
+"""The scheduler: what runs, in which order, and how often it is tried.
+
+Teachers first, then curricula, then students, each phase on its executor; a job whose
+teacher or curriculum failed is reported failed without being started, while the jobs
+that need neither still run. A job finished by an earlier call with the same request is
+skipped; a student whose folder holds a result of other settings is refused before
+anything runs. A failed attempt is retried up to ``--retries`` times, at the back of the
+queue so the others are not held up; a :class:`UserError` (settings or files to fix)
+fails the same way every time and is not retried.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from selective_kd.experiments.grid.executors import Executor
+from selective_kd.experiments.grid.jobs import LOGS, Grid, Job
+from selective_kd.experiments.grid.ledger import Ledger, is_current, refusal
+from selective_kd.experiments.grid.worker import Outcome
+
+Say = Callable[[str], None]
+
+
+@dataclass
+class Record:
+    """What happened to one job in this call."""
+
+    status: str = "pending"  # then done | skipped (finished earlier, as asked) | unused (nothing needed it) | failed
+    attempts: int = 0
+    seconds: float = 0.0
+    error: str = ""
+    log: str | None = None  # where to look when it failed (its own log, or its teacher's)
+    user_error: bool = False  # failed on settings or files the user must fix (not retried)
+
+
+class Progress:
+    """``[grid] ...`` lines on stderr, unless quiet."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+
+    def __call__(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[grid] {text}", file=sys.stderr, flush=True)
+
+
+def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_executor: Executor,
+             student_executor: Executor, retries: int, say: Say) -> None:
+    """Teachers and curricula that pending students need, then the students whose inputs are there."""
+    (grid.out / LOGS).mkdir(parents=True, exist_ok=True)
+    todo = [j for j in grid.students if not _skip(j, records, ledger) and not _refuse(j, records, say)]
+    needed = {n for j in todo for n in j.needs}
+    for kind in ("curriculum", "teacher"):  # a curriculum that will be scored may need its teacher
+        for job in (j for j in grid.shared if j.kind == kind):
+            if job.id not in needed:
+                records[job.id].status = "skipped" if is_current(job, ledger) else "unused"
+            elif not _skip(job, records, ledger):
+                needed.update(job.needs)
+    for kind in ("teacher", "curriculum"):
+        ready = [j for j in grid.shared if j.kind == kind and records[j.id].status == "pending" and _inputs_ok(j, records)]
+        run_jobs(ready, shared_executor, records, retries, say)
+    run_jobs([j for j in todo if _inputs_ok(j, records)], student_executor, records, retries, say)
+
+
+def _skip(job: Job, records: dict[str, Record], ledger: Ledger) -> bool:
+    if is_current(job, ledger):
+        records[job.id].status = "skipped"
+        return True
+    return False
+
+
+def _refuse(job: Job, records: dict[str, Record], say: Say) -> bool:
+    reason = refusal(job)
+    if reason is None:
+        return False
+    records[job.id] = Record(status="failed", error=reason, log=job.log, user_error=True)
+    Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log, "a", encoding="utf-8") as fh:
+        print(f"=== {job.id}: refused, {time.strftime('%Y-%m-%d %H:%M:%S')} ===\nerror: {reason}", file=fh)
+    say(f"REFUSED {job.id}: {reason}")
+    return True
+
+
+def _inputs_ok(job: Job, records: dict[str, Record]) -> bool:
+    """False (and the job failed) when a job it reads failed."""
+    for need in job.needs:
+        dep = records[need]
+        if dep.status == "failed":
+            records[job.id] = Record(status="failed", error=f"{need} failed ({dep.error})", log=dep.log,
+                                     user_error=dep.user_error)
+            return False
+    return True
+
+
+def run_jobs(jobs: Sequence[Job], executor: Executor, records: dict[str, Record], retries: int, say: Say) -> None:
+    """Run every job, retrying a failed one up to ``retries`` times at the back of the queue."""
+    queue = deque(jobs)
+    running = 0
+    while queue or running:
+        while queue and running < executor.slots:
+            job = queue.popleft()
+            record = records[job.id]
+            record.attempts += 1
+            _log_header(job, record.attempts)
+            executor.submit(job)
+            running += 1
+        for job, outcome in executor.wait():
+            running -= 1
+            if not _settle(job, outcome, records[job.id], retries, say):
+                queue.append(job)
+
+
+def _log_header(job: Job, attempt: int) -> None:
+    Path(job.log).parent.mkdir(parents=True, exist_ok=True)
+    with open(job.log, "a", encoding="utf-8") as fh:
+        print(f"=== {job.id}: attempt {attempt}, {time.strftime('%Y-%m-%d %H:%M:%S')} ===", file=fh)
+
+
+def _settle(job: Job, outcome: Outcome, record: Record, retries: int, say: Say) -> bool:
+    """Record an attempt's outcome; False when the job should be tried again."""
+    record.seconds += outcome.seconds
+    if outcome.ok:
+        record.status, record.error, record.user_error = "done", "", False
+        say(f"done   {job.id} ({outcome.seconds:.1f}s{_metric(job)})")
+        return True
+    record.error, record.log, record.user_error = outcome.error, job.log, outcome.user_error
+    if record.attempts <= retries and not outcome.user_error:
+        say(f"retry  {job.id}: attempt {record.attempts} failed: {outcome.error}")
+        return False
+    record.status = "failed"
+    say(f"FAILED {job.id} after {record.attempts} attempt(s): {outcome.error}")
+    return True
+
+
+def _metric(job: Job) -> str:
+    result = job.result_file()
+    try:
+        return f", val_acc {100 * json.loads(result.read_text())['val_acc']:.2f}%" if result is not None else ""
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
