@@ -9,12 +9,19 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
+from selective_kd import bench, engine
 from selective_kd.bench import add_bench_parser, bench_command, format_results
+from selective_kd.config import Config
+from selective_kd.data.augment import Views
+from selective_kd.distill.teacher import CachedTeacher
+from selective_kd.engine import resolve_runtime
 from selective_kd.errors import UserError
 
 NUMBERS = ["reference", "engine_online", "engine_cached", "scoring", "peak_flops", "achieved_flops"]
@@ -67,6 +74,27 @@ def test_tiny_bench_writes_every_number(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     for label in ("reference", "engine_online", "engine_cached", "scoring", "(c)/(a)", "(b)/(a)", "random fp16 table"):
         assert label in printed
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_engine_variants_time_the_engines_own_batch_and_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """(b) and (c) go through engine.make_batch and engine.train_step, not a copy of them."""
+    calls: list[str] = []
+
+    def spy(name: str, real: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapped(*args: Any, **kwargs: Any) -> Any:
+            calls.append(name)
+            return real(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(engine, "make_batch", spy("make_batch", engine.make_batch))
+    monkeypatch.setattr(engine, "train_step", spy("train_step", engine.train_step))
+    views = Views(bench.PADDING, bench.FLIP)
+    x, y = bench.synthetic_data(16)
+    signal = CachedTeacher(bench.random_logit_table(16, views.count))
+    step = bench.engine_step("resnet18", signal, x, y, views, resolve_runtime(Config(device="cpu")), 8)
+    assert step() == 8 and step() == 8
+    assert calls == ["make_batch", "train_step"] * 2
 
 
 def test_table_reports_the_ratios_to_the_reference() -> None:

@@ -3,19 +3,23 @@
     reference      the loop common KD frameworks write: a DataLoader over a TensorDataset,
                    per-image Python augmentation, the teacher run forward on every step,
                    float32 and the default memory layout
-    engine_online  this package's engine: the data as one tensor on the device, batches by
-                   indexing it, vectorised views (``Views.sample/apply``), ``OnlineTeacher``,
-                   the ``Runtime`` of ``resolve_runtime`` (bf16 autocast and channels_last
-                   on CUDA, fp32 on CPU), torch.compile of the student with ``--compile``
+    engine_online  this package's engine, through the very functions ``engine.fit`` calls:
+                   the data as one tensor on the device, ``engine.make_batch`` (index it,
+                   vectorised views), ``engine.train_step`` (the objective under the
+                   ``Runtime``'s autocast, backward, SGD step), ``engine.make_optimizer``,
+                   ``OnlineTeacher``, the ``Runtime`` of ``resolve_runtime`` (bf16 autocast and
+                   channels_last on CUDA, fp32 on CPU), torch.compile with ``--compile``
     engine_cached  the same, with the teacher's logits looked up per (sample, view) by
                    ``CachedTeacher``
 
 plus the teacher's scoring throughput (eval, no grad), the device's measured matmul peak
 and the FLOP/s the cached student step achieves. Every step is fwd + bwd + SGD of the
 student on the KD loss (λ = 0.5, τ = 4): ``kd_loss`` in the reference, the engine's
-``DistillObjective`` in (b) and (c). The data are synthetic (CIFAR-shaped, random
-normal, 10 classes): nothing is read or downloaded. The three variants are timed in
-interleaved rounds, so their ratios hold up on a machine other processes share.
+``DistillObjective`` in (b) and (c). Of ``fit``'s step only the learning-rate update (a
+Python assignment) is left out, as the reference has no schedule either. The data are
+synthetic (CIFAR-shaped, random normal, 10 classes): nothing is read or downloaded. The
+three variants are timed in interleaved rounds, so their ratios hold up on a machine
+other processes share.
 
 The cached variant looks logits up in a *random* fp16 table of the real shape
 (N × views × classes): building the true table means N × 162 teacher passes, far too
@@ -42,14 +46,16 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from selective_kd.config import Config
+from selective_kd import engine
+from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.scoring import teacher_logits
 from selective_kd.data.augment import Views
+from selective_kd.data.base import Split
 from selective_kd.distill.loss import kd_loss
 from selective_kd.distill.objective import DistillObjective
 from selective_kd.distill.policies import ConstantLambda
 from selective_kd.distill.teacher import CachedTeacher, OnlineTeacher, TeacherSignal
-from selective_kd.engine import Batch, Runtime, resolve_runtime
+from selective_kd.engine import Runtime, resolve_runtime
 from selective_kd.errors import UserError
 from selective_kd.fileio import write_json
 from selective_kd.models import ARCHS, build_model
@@ -58,6 +64,7 @@ NUM_CLASSES = 10
 IMAGE_SHAPE = (3, 32, 32)
 LAM, TEMPERATURE = 0.5, 4.0
 PADDING, FLIP = 4, True  # the usual CIFAR augmentation: 162 views per image
+STEP_STAGE = StageConfig(lr=0.05, momentum=0.9, weight_decay=5e-4)  # the optimiser of every variant
 SCORING_BATCH = 512
 StepFn = Callable[[], int]  # one training step; returns how many images it processed
 
@@ -186,7 +193,9 @@ def _student(arch: str, device: torch.device) -> nn.Module:
 
 
 def _sgd(model: nn.Module) -> torch.optim.Optimizer:
-    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    """The reference's optimiser: plain SGD as common loops build it (weight decay on every parameter)."""
+    return torch.optim.SGD(model.parameters(), lr=STEP_STAGE.lr, momentum=STEP_STAGE.momentum,
+                           weight_decay=STEP_STAGE.weight_decay)
 
 
 def _sync(device: torch.device) -> None:
@@ -282,41 +291,35 @@ def reference_step(
 # --------------------------------------------------------------------------- (b), (c) engine
 
 
-def _index_batches(n: int, batch_size: int, device: torch.device, seed: int = 1) -> Iterator[Tensor]:
-    """Endless full batches of a fresh permutation per epoch, as index tensors on ``device``."""
+def _index_batches(n: int, batch_size: int, seed: int = 1) -> Iterator[Tensor]:
+    """Endless full batches of a fresh permutation per epoch, as CPU index tensors (as an epoch plan gives them)."""
     g = torch.Generator().manual_seed(seed)
     while True:
         order = torch.randperm(n, generator=g)
         for start in range(0, n - batch_size + 1, batch_size):
-            yield order[start : start + batch_size].to(device, non_blocking=True)
+            yield order[start : start + batch_size]
 
 
 def engine_step(
     student_arch: str, teacher: TeacherSignal, x: Tensor, y: Tensor, views: Views, runtime: Runtime, batch_size: int
 ) -> StepFn:
-    """(b)/(c) one step of the engine (``engine.fit``'s inner loop) with a teacher signal.
+    """(b)/(c) one step of ``engine.fit``'s inner loop: ``make_batch`` then ``train_step``.
 
     ``x``, ``y`` are already on ``runtime.device``; the teacher signal is an
     ``OnlineTeacher`` (b) or a ``CachedTeacher`` (c).
     """
     student = runtime.prepare(_student(student_arch, runtime.device))
     step_model = torch.compile(student) if runtime.compile else student
-    opt = _sgd(student)
+    opt = engine.make_optimizer(student, STEP_STAGE)
     objective = DistillObjective(teacher, ConstantLambda(LAM), TEMPERATURE)
-    batches = _index_batches(x.shape[0], batch_size, runtime.device)
+    train = Split(x, y)
+    batches = _index_batches(x.shape[0], batch_size)
     view_gen = torch.Generator().manual_seed(2)
 
     def step() -> int:
         idx = next(batches)
-        view = views.sample(idx.numel(), view_gen).to(runtime.device, non_blocking=True)
-        xb, yb = views.apply(x[idx], view), y[idx]
-        if runtime.channels_last:
-            xb = xb.contiguous(memory_format=torch.channels_last)
-        with runtime.autocast():  # the engine's own objective: teacher first, then the student
-            loss, _ = objective(step_model, Batch(xb, yb, idx, view))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        batch = engine.make_batch(train, idx, views, view_gen, runtime)
+        engine.train_step(step_model, opt, objective, batch, runtime, idx.numel())
         return idx.numel()
 
     return step
@@ -326,17 +329,17 @@ def engine_step(
 
 
 def scoring_rate(teacher: nn.Module, x: Tensor, runtime: Runtime, warmup: int) -> float:
-    """Teacher inference images/s over all of ``x`` (eval, no grad), as curriculum scoring runs it."""
+    """Teacher inference images/s over all of ``x`` (eval, no grad, fp32), as curriculum scoring runs it."""
     if runtime.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     batch = min(SCORING_BATCH, x.shape[0])
     for _ in range(warmup):
-        teacher_logits(teacher, x[:batch], batch, runtime.autocast_dtype)
+        teacher_logits(teacher, x[:batch], batch)
     _sync(runtime.device)
     t0 = time.perf_counter()
     passes = 0
     while passes == 0 or time.perf_counter() - t0 < 1.0:  # at least one pass and one second
-        teacher_logits(teacher, x, batch, runtime.autocast_dtype)
+        teacher_logits(teacher, x, batch)
         _sync(runtime.device)
         passes += 1
     return passes * x.shape[0] / (time.perf_counter() - t0)
