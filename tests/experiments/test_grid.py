@@ -129,6 +129,19 @@ def test_teacher_is_shared_across_sweeps_that_do_not_change_it(tmp_path: Path) -
     assert g.shared == [] and [j.needs for j in g.students] == [[]]  # no variant needs a teacher
 
 
+def test_each_curriculum_setting_gets_its_own_curriculum_scored_by_the_one_teacher(tmp_path: Path) -> None:
+    g = expand(build_spec(None, [*TINY, "seeds=1", "variants=[unguided,kd-cl]", "sweep.curriculum.stratify=[true,false]"]),
+               tmp_path)
+    teachers = [j for j in g.shared if j.kind == "teacher"]
+    curricula = [j for j in g.shared if j.kind == "curriculum"]
+    assert len(teachers) == 1 and len(curricula) == 2 and all(c.needs == [teachers[0].id] for c in curricula)
+    read = {j.sweep["curriculum.stratify"]: j.curriculum for j in g.students if j.variant == "kd-cl"}
+    assert read[True] != read[False] and {read[True], read[False]} == {c.curriculum for c in curricula}
+    assert [j.needs for j in g.students if j.variant == "unguided"] == [[], []]
+    crossfit = expand(build_spec(None, [*TINY, "seeds=1", "variants=[kd-cl]", "curriculum.scorer=crossfit"]), tmp_path)
+    assert [(j.kind, j.needs) for j in crossfit.shared][1] == ("curriculum", [])  # it trains its own scorers
+
+
 # --------------------------------------------------------------------------- running
 
 
