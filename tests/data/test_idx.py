@@ -43,7 +43,7 @@ def write_release(folder: Path, gz: tuple[bool, ...] = (True, False, False, True
     """The four files in ``folder``, each gzipped or not as ``gz`` says."""
     folder.mkdir(parents=True, exist_ok=True)
     arrays = release_arrays()
-    for name, zipped in zip(FILES, gz):
+    for name, zipped in zip(FILES, gz, strict=True):
         data = idx_bytes(arrays[name])
         if zipped:
             (folder / f"{name}.gz").write_bytes(gzip.compress(data, mtime=0))

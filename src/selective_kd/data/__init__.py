@@ -9,6 +9,6 @@ from selective_kd.data.base import Dataset, Split, load_dataset, stratified_spli
 from selective_kd.data.registry import DATASETS, RawData
 
 # Each module registers its loaders in DATASETS when imported: a new dataset adds its name here.
-from selective_kd.data import digits, idx, cifar, arrays, imagefolder  # noqa: E402,F401  isort: skip
+from selective_kd.data import digits, idx, cifar, arrays, imagefolder  # noqa: F401  isort: skip
 
 __all__ = ["DATASETS", "Dataset", "RawData", "Split", "load_dataset", "stratified_split"]

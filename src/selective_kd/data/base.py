@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from selective_kd.data.registry import DATASETS, RawData
+from selective_kd.data.registry import DATASETS
 from selective_kd.errors import UserError
 
 if TYPE_CHECKING:

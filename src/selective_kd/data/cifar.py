@@ -26,7 +26,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from selective_kd.data.download import NETWORK_ERRORS, digest, download, one_line, safe_extract
+from selective_kd.data.download import (
+    NETWORK_ERRORS,
+    digest,
+    download,
+    one_line,
+    safe_extract,
+)
 from selective_kd.data.registry import DATASETS, RawData
 from selective_kd.errors import UserError
 

@@ -74,11 +74,11 @@ RELEASES: dict[str, IdxRelease] = {
         gz_md5=dict(zip(FILES, (
             "f68b3c2dcbeaaa9fbdd348bbdeb94873", "d53e105ee54ea40749a09fcbcd1e9432",
             "9fb629c4189551a2d022fa330f9573f3", "ec29112dd5afa0611ce80d1b7f02629c",
-        ))),
+        ), strict=True)),
         content_md5=dict(zip(FILES, (
             "6bbc9ace898e44ae57da46a324031adb", "a25bea736e30d166cdddb491f175f624",
             "2646ac647ad5339dbf082846283269ea", "27ae3e4e09519cfbb04c329615203637",
-        ))),
+        ), strict=True)),
         classes=tuple(str(d) for d in range(10)),
         torchvision_dir="MNIST/raw",
     ),
@@ -92,11 +92,11 @@ RELEASES: dict[str, IdxRelease] = {
         gz_md5=dict(zip(FILES, (
             "8d4fb7e6c68d591d4c3dfef9ec88bf0d", "25c81989df183df01b3e8a0aad5dffbe",
             "bef4ecab320f06d8554ea6380940ec79", "bb300cfdad3c16e7a12a480ee83cd310",
-        ))),
+        ), strict=True)),
         content_md5=dict(zip(FILES, (
             "f4a8712d7a061bf5bd6d2ca38dc4d50a", "9018921c3c673c538a1fc5bad174d6f9",
             "8181f5470baa50b63fa0f6fddb340f0a", "15d484375f8d13e6eb1aabb0c3f46965",
-        ))),
+        ), strict=True)),
         classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
         torchvision_dir="FashionMNIST/raw",
