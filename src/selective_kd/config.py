@@ -113,6 +113,14 @@ class DistillConfig:
 
 
 @dataclass
+class GridConfig:
+    """A grid's axes when a config file names them (command-line axes override these)."""
+
+    seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
+    datasets: list[str] | None = None  # None: `dataset`
+
+
+@dataclass
 class Config:
     name: str = "digits"
     seed: int = 0
@@ -128,6 +136,7 @@ class Config:
     student: StageConfig = field(default_factory=StageConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
 
 
 # What `selective-kd run` uses without --config, and what `base: digits` in a file starts

@@ -52,8 +52,8 @@ def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
     base = with_values(base, {"distill.variants": variants})
     return GridSpec(
         base=base,
-        datasets=_names("datasets", axes.get("datasets", [base.dataset])),
-        seeds=_seeds(axes.get("seeds", DEFAULT_SEEDS), base.seed),
+        datasets=_names("datasets", axes.get("datasets", base.grid.datasets or [base.dataset])),
+        seeds=_seeds(axes.get("seeds", base.grid.seeds if base.grid.seeds is not None else DEFAULT_SEEDS), base.seed),
         variants=variants,
         sweeps=sweeps,
     )
