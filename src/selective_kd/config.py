@@ -129,8 +129,9 @@ class Config:
     eval_batch_size: int = 1024
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None  # None: on, CPU and GPU alike; false: the default layout
+    channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
     compile: bool = False
+    logging: Literal["none", "tensorboard"] = "none"  # tensorboard: each stage also writes events to <stage>/tb/ (see watch.py)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StageConfig = field(default_factory=StageConfig)

@@ -241,3 +241,17 @@ def test_compiled_model_equals_eager() -> None:
         eager = model(x)
         compiled = torch.compile(model)(x)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
+def test_a_cache_file_that_is_not_a_numpy_array_is_refused(tmp_path: Path) -> None:
+    import zipfile
+
+    from selective_kd.distill.teacher import open_cache
+    from selective_kd.errors import UserError
+
+    npy, meta = tmp_path / "c.npy", tmp_path / "c.json"
+    with zipfile.ZipFile(npy, "w") as zf:  # what np.load opens as an NpzFile, not an array
+        zf.writestr("x.npy", b"")
+    meta.write_text('{"key": {}, "shape": [1, 1, 1]}')
+    with pytest.raises(UserError, match="delete it and it will be rebuilt"):
+        open_cache(npy, meta, {})

@@ -101,12 +101,14 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     return np.sort(np.concatenate(first)), np.sort(np.concatenate(second))
 
 
-def _limit(labels: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+def _limit(labels: np.ndarray, limit: int | None, seed: int, key: str = "data.limit_train") -> np.ndarray:
     """The first ``limit`` samples of a stratified shuffle (all, if None)."""
     if limit is None or limit >= labels.size:
         return np.arange(labels.size)
-    if limit < 2:
-        raise UserError("config keys 'data.limit_train'/'data.limit_val': keep at least 2 samples")
+    classes = int(np.unique(labels).size)
+    if limit < classes:
+        raise UserError(f"config key '{key}': {limit} cannot hold one sample of each of the {classes} classes; "
+                        f"give at least {classes}, or null for all")
     keep, _ = stratified_split(labels, limit / labels.size, seed)
     return keep
 
@@ -124,7 +126,7 @@ def build_dataset(
     """Normalise with training statistics, apply limits and the teacher/student split."""
     keep = _limit(y_train, cfg.data.limit_train, cfg.data.split_seed)
     x_train, y_train = x_train[keep], y_train[keep]
-    keep = _limit(y_val, cfg.data.limit_val, cfg.data.split_seed)
+    keep = _limit(y_val, cfg.data.limit_val, cfg.data.split_seed, "data.limit_val")
     x_val, y_val = x_val[keep], y_val[keep]
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     xv = torch.as_tensor(x_val, dtype=torch.float32)

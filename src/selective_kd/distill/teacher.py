@@ -144,9 +144,11 @@ def open_cache(npy: Path, meta: Path, key: dict[str, Any]) -> Tensor:
     """Memory-map a cache after checking it was made for ``key``."""
     try:
         recorded = json.loads(meta.read_text())
-        arr = np.load(npy, mmap_mode="c")  # copy-on-write: torch wants a writable buffer
+        arr = np.load(npy, mmap_mode="c", allow_pickle=False)  # copy-on-write: torch wants a writable buffer
     except (OSError, ValueError) as exc:
-        raise UserError(f"teacher cache {npy} cannot be read ({exc}): delete it and it will be rebuilt") from None
+        raise UserError(f"teacher cache {npy} cannot be read ({exc.__class__.__name__}): delete it and it will be rebuilt") from None
+    if not isinstance(arr, np.ndarray):  # e.g. a zip or torch file named .npy
+        raise UserError(f"teacher cache {npy} is not a numpy array file: delete it and it will be rebuilt")
     if recorded.get("key") != key:
         raise UserError(
             f"teacher cache {npy} was made for another teacher, data or augmentation: "
