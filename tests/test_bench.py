@@ -18,6 +18,7 @@ import torch
 
 from selective_kd import bench, engine
 from selective_kd.bench import add_bench_parser, bench_command, format_results
+from selective_kd.bench.peaks import datasheet_peak, peak_fractions
 from selective_kd.config import Config
 from selective_kd.data.augment import Views
 from selective_kd.distill.teacher import CachedTeacher
@@ -68,6 +69,17 @@ def test_tiny_bench_writes_every_number(tmp_path: Path, capsys: pytest.CaptureFi
     assert results["torch"] == torch.__version__ and results["device"].startswith("cpu")
     # A resnet18 fwd+bwd is about 3.3 GFLOP per 32×32 image (1.1 forward, twice that backward).
     assert 2.5e9 < results["student_step_flops"] / 16 < 4.5e9
+    # The teacher's forward pass is a third of a fwd+bwd step of the same model.
+    assert results["teacher_forward_flops"] == pytest.approx(results["student_step_flops"] / 3, rel=0.1)
+    per_image = results["flops_per_image"]
+    assert per_image["engine_cached"] == pytest.approx(results["student_step_flops"] / 16)
+    assert per_image["reference"] == per_image["engine_online"] == pytest.approx(
+        per_image["engine_cached"] + per_image["scoring"])
+    # No datasheet peak for a CPU: the fractions are absent, not invented.
+    assert results["datasheet_peak"] is None and results["datasheet_peak_flops"] is None
+    assert set(results["peak_fraction"]) == {"reference", "engine_online", "engine_cached", "scoring"}
+    assert all(v is None for v in results["peak_fraction"].values())
+    assert results["cudnn"] is None and results["tf32_convolutions"] is None
     assert not list(out.parent.glob(".*.tmp")), "the JSON is written atomically"
     assert results["load_average"][0] is None or results["load_average"][0] >= 0
 
@@ -107,6 +119,47 @@ def test_table_reports_the_ratios_to_the_reference() -> None:
     text = format_results(results)
     assert "(c)/(a) = 4.00" in text and "(b)/(a) = 1.25" in text
     assert "25% of peak" in text
+
+
+@pytest.mark.parametrize(
+    "name,label,flops",
+    [
+        ("NVIDIA H100 80GB HBM3", "H100 SXM bf16 dense", 989e12),
+        ("NVIDIA H100 PCIe", "H100 PCIe bf16 dense", 756e12),
+        ("NVIDIA H100 NVL", "H100 NVL bf16 dense", 835e12),
+        ("NVIDIA H200", "H200 SXM bf16 dense", 989e12),
+        ("NVIDIA H200 NVL", "H200 NVL bf16 dense", 835e12),
+        ("NVIDIA A100-SXM4-80GB", "A100 bf16 dense", 312e12),
+    ],
+)
+def test_datasheet_peak_is_found_by_the_gpus_name(name: str, label: str, flops: float) -> None:
+    assert datasheet_peak(f"cuda: {name}") == (label, flops)
+
+
+def test_unknown_gpus_get_no_peak_and_no_fraction() -> None:
+    assert datasheet_peak("cuda: NVIDIA GeForce GTX 1080") is None
+    assert peak_fractions({"engine_cached": 100.0}, {"engine_cached": 1e9}, None) == {"engine_cached": None}
+
+
+def test_peak_fraction_is_model_flops_times_rate_over_peak() -> None:
+    fractions = peak_fractions({"engine_cached": 30_000.0, "reference": 1_000.0},
+                               {"engine_cached": 3.33e9, "reference": 10.77e9}, 989e12)
+    assert fractions["engine_cached"] == pytest.approx(30_000 * 3.33e9 / 989e12)
+    assert fractions["reference"] == pytest.approx(1_000 * 10.77e9 / 989e12)
+
+
+def test_table_shows_the_fraction_of_the_datasheet_peak() -> None:
+    results = {
+        "reference": 1000.0, "engine_online": 2000.0, "engine_cached": 30000.0, "scoring": 50000.0,
+        "peak_flops": 8e14, "achieved_flops": 1e14, "student_step_flops": 3.33e9 * 512,
+        "device": "cuda: NVIDIA H100 80GB HBM3", "precision": "bf16 autocast", "channels_last": True, "compile": True,
+        "teacher": "resnet152", "student": "resnet18", "batch_size": 512, "images": 50000, "torch": "x",
+        "datasheet_peak": "H100 SXM bf16 dense", "datasheet_peak_flops": 989e12,
+        "peak_fraction": {"reference": 0.0109, "engine_online": 0.0218, "engine_cached": 0.101, "scoring": 0.376},
+    }
+    text = format_results(results)
+    assert "of H100 SXM bf16 dense" in text and "10.1%" in text and "37.6%" in text
+    assert "compiled" in text and "989.00 T" in text
 
 
 @pytest.mark.parametrize(
