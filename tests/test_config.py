@@ -213,7 +213,10 @@ def test_readme_custom_variants_snippet_runs_on_digits(tmp_path: Path) -> None:
     cfg = load_config(path)
     digits = load_config(None)
     assert (cfg.teacher.arch, cfg.student.width, cfg.student.epochs) == (digits.teacher.arch, digits.student.width, digits.student.epochs)
-    assert cfg.distill.variants == ["kd", "kd-sr-sample"]
+    assert cfg.distill.variants == ["kd", "kd-sr-sample", "kd-cl-root", "kd-snap"]
+    from selective_kd.config import resolve_variant
+
+    assert resolve_variant(cfg.distill, "kd-snap").scorer_params == {"every": 2}
 
 
 def test_dump_records_the_base_as_a_comment_that_loads_back(tmp_path: Path) -> None:

@@ -62,14 +62,15 @@ class ScoringContext(Protocol):
 SCORERS: Registry[Callable[..., Curriculum]] = Registry("scorer", "curriculum.scorer")
 
 
-def _curriculum(scores: Scores, stratify: bool) -> Curriculum:
+def curriculum_from_scores(scores: Scores, stratify: bool) -> Curriculum:
+    """Scores ordered by the paper's rule (correct by confidence ↓, then wrong ↑), stratified or not."""
     return Curriculum(scores, curriculum_order(scores, stratify))
 
 
 @SCORERS.register("teacher", needs=("teacher",))
 def by_teacher(ctx: ScoringContext) -> Curriculum:
     """The paper: the KD teacher's top-1 confidence."""
-    return _curriculum(scores_from_logits(ctx.logits(ctx.kd_teacher()), ctx.y), ctx.stratify)
+    return curriculum_from_scores(scores_from_logits(ctx.logits(ctx.kd_teacher()), ctx.y), ctx.stratify)
 
 
 def stratified_folds(labels: Tensor, folds: int, seed: int) -> Tensor:
@@ -97,14 +98,14 @@ def cross_fitted(ctx: ScoringContext, folds: int) -> Curriculum:
             logits = torch.empty((ctx.y.numel(), part.shape[1]), dtype=part.dtype)
         logits[held] = part
     assert logits is not None
-    return _curriculum(scores_from_logits(logits, ctx.y), ctx.stratify)
+    return curriculum_from_scores(scores_from_logits(logits, ctx.y), ctx.stratify)
 
 
 @SCORERS.register("self-taught", needs=("trains_student",))
 def self_taught(ctx: ScoringContext) -> Curriculum:
     """Hacohen & Weinshall's bootstrapping: the student's architecture, trained plainly, scores."""
     model = ctx.train_model("student", "student_train", None, "self-taught", ctx.seed)
-    return _curriculum(scores_from_logits(ctx.logits(model), ctx.y), ctx.stratify)
+    return curriculum_from_scores(scores_from_logits(ctx.logits(model), ctx.y), ctx.stratify)
 
 
 @SCORERS.register("ensemble", params={"members": 3}, needs=("teacher", "trains_teacher"))
@@ -114,13 +115,13 @@ def ensemble(ctx: ScoringContext, members: int) -> Curriculum:
     for m in range(1, members):
         model = ctx.train_model("teacher", "teacher_train", None, f"member{m}", ctx.seed + 1000 * m)
         probs += torch.softmax(ctx.logits(model).double(), dim=1)
-    return _curriculum(scores_from_logits(torch.log(probs / members), ctx.y), ctx.stratify)
+    return curriculum_from_scores(scores_from_logits(torch.log(probs / members), ctx.y), ctx.stratify)
 
 
 @SCORERS.register("snapshot", params={"every": 2}, needs=("student",))
 def snapshot(model: nn.Module, x: Tensor, y: Tensor, batch_size: int, stratify: bool) -> Curriculum:
     """The student's current confidence, ordered by the paper's rule."""
-    return _curriculum(scores_from_logits(teacher_logits(model, x, batch_size), y), stratify)
+    return curriculum_from_scores(scores_from_logits(teacher_logits(model, x, batch_size), y), stratify)
 
 
 @SCORERS.register("loss", params={"every": 2}, needs=("student",))
