@@ -21,11 +21,12 @@ from selective_kd.errors import UserError
 from selective_kd.report.stats import (
     PairedComparison,
     Summary,
-    format_stats_markdown,
+    holm_adjust,
     paired_compare,
     stats_table,
     summarize,
 )
+from selective_kd.report.stats_markdown import format_stats_markdown
 
 
 def t2_crit(c: float) -> float:
@@ -192,6 +193,45 @@ def test_paired_all_zero_differences() -> None:
     assert r.ci_low == 0.0 and r.ci_high == 0.0
 
 
+# ---------------------------------------------------------------- holm_adjust
+
+
+def test_holm_hand_worked_example() -> None:
+    # Four variants against one baseline, raw p = 0.01, 0.04, 0.03, 0.005 (m = 4).
+    # Sorted ascending with their multipliers (m - rank + 1):
+    #   0.005 * 4 = 0.020
+    #   0.010 * 3 = 0.030   (max with 0.020 -> 0.030)
+    #   0.030 * 2 = 0.060   (max with 0.030 -> 0.060)
+    #   0.040 * 1 = 0.040   (max with 0.060 -> 0.060: step-down keeps the order monotone)
+    # Back in the order given: 0.03, 0.06, 0.06, 0.02. At 0.05 only the 0.005 and 0.01
+    # comparisons stay significant (raw, 0.03 and 0.04 would have passed too).
+    assert holm_adjust([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+
+
+def test_holm_caps_at_one_keeps_nan_and_monotone() -> None:
+    # 0.4 * 3 = 1.2 -> 1; 0.5 * 2 = 1.0; 0.9 * 1 = 0.9 -> max(1, 0.9) = 1. The nan (no test
+    # possible) stays nan and does not count: m = 3, not 4.
+    out = holm_adjust([0.5, float("nan"), 0.9, 0.4])
+    assert out[0] == 1.0 and out[2] == 1.0 and out[3] == 1.0 and math.isnan(out[1])
+    # m = 2 once the nan is dropped: 0.01 * 2 = 0.02, 0.2 * 1 = 0.2.
+    assert holm_adjust([0.2, float("nan"), 0.01]) == pytest.approx([0.2, math.nan, 0.02], nan_ok=True)
+    assert holm_adjust([]) == []
+    assert holm_adjust([0.0, 0.3]) == [0.0, 0.3]  # a degenerate exact 0 stays 0
+    rng = random.Random(3)
+    for _ in range(200):
+        p = [rng.random() for _ in range(rng.randint(1, 9))]
+        adj = holm_adjust(p)
+        assert all(a >= q and a <= 1.0 for a, q in zip(adj, p))  # never below the raw p, never above 1
+        ranked = sorted(zip(p, adj))
+        assert all(a1 <= a2 for (_, a1), (_, a2) in zip(ranked, ranked[1:]))  # same order as the raw p
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("inf")])
+def test_holm_refuses_impossible_p_values(bad: float) -> None:
+    with pytest.raises(UserError, match="p-values must lie in"):
+        holm_adjust([0.1, bad])
+
+
 # ---------------------------------------------------------------- stats_table
 
 DIGITS = {"unguided": [0.80, 0.82, 0.84], "kd": [0.85, 0.86, 0.88], "kd-cl": [0.87, 0.89, 0.90]}
@@ -227,10 +267,13 @@ def test_stats_table_grid_diffs_and_pvalues() -> None:
     ]
     t = by_key(table)
     base = {"dataset", "model", "n_seeds", "mean", "std", "ci_low", "ci_high"}
-    assert set(t["digits", "kd"]) == base | {"diff_vs_unguided", "p_vs_unguided", "n_pairs_vs_unguided"}
-    assert set(t["digits", "unguided"]) == base | {"diff_vs_kd", "p_vs_kd", "n_pairs_vs_kd"}
-    both = {"diff_vs_kd", "p_vs_kd", "n_pairs_vs_kd", "diff_vs_unguided", "p_vs_unguided", "n_pairs_vs_unguided"}
-    assert set(t["digits", "kd-cl"]) == base | both
+
+    def vs(b: str) -> set[str]:
+        return {f"{k}_vs_{b}" for k in ("diff", "diff_ci_low", "diff_ci_high", "p", "p_holm", "n_pairs")}
+
+    assert set(t["digits", "kd"]) == base | vs("unguided")
+    assert set(t["digits", "unguided"]) == base | vs("kd")
+    assert set(t["digits", "kd-cl"]) == base | vs("kd") | vs("unguided")
 
     # digits, kd-cl: values 0.87, 0.89, 0.90 -> mean 0.886667, std 0.0152753.
     r = t["digits", "kd-cl"]
@@ -246,6 +289,18 @@ def test_stats_table_grid_diffs_and_pvalues() -> None:
     assert r["diff_vs_unguided"] == pytest.approx(0.0666667, abs=1e-7)
     assert r["p_vs_unguided"] == pytest.approx(t2_p(20.0), rel=1e-7)
     assert r["n_pairs_vs_kd"] == 3 and r["n_pairs_vs_unguided"] == 3
+    # Interval of the difference: 7/3 -/+ t_{0.975,2} * se, se = 1/3 (x0.01).
+    assert r["diff_ci_low_vs_kd"] == pytest.approx((7 / 3 - 4.302653 / 3) / 100, abs=1e-8)
+    assert r["diff_ci_high_vs_kd"] == pytest.approx((7 / 3 + 4.302653 / 3) / 100, abs=1e-8)
+    # Holm over the digits family "vs kd" (unguided: t = 13, kd-cl: t = 7; m = 2):
+    # smallest p_(1) = t2_p(13) = 0.005866 -> 2 * 0.005866 = 0.011732;
+    # p_(2) = t2_p(7) = 0.019804 -> max(0.011732, 1 * 0.019804) = 0.019804.
+    assert t["digits", "unguided"]["p_holm_vs_kd"] == pytest.approx(2 * t2_p(13.0), rel=1e-9)
+    assert r["p_holm_vs_kd"] == pytest.approx(t2_p(7.0), rel=1e-9)
+    # The cifar family is separate: its kd-cl p (0.0742) is doubled against cifar's own
+    # smaller unguided p only (both 0.0742: 2 * 0.0742 = 0.1484 for both).
+    assert t["cifar", "kd-cl"]["p_holm_vs_kd"] == pytest.approx(2 * 0.0741799, abs=1e-6)
+    assert t["cifar", "unguided"]["p_holm_vs_kd"] == pytest.approx(2 * 0.0741799, abs=1e-6)
 
     # kd - unguided: 5, 4, 4 -> t = 13; the reverse comparison has the opposite sign, same p.
     assert t["digits", "kd"]["diff_vs_unguided"] == pytest.approx(0.0433333, abs=1e-7)
@@ -336,28 +391,39 @@ def test_stats_table_rejects_ambiguous_input() -> None:
 # ---------------------------------------------------------------- format_stats_markdown
 
 
+HEADER = ("| model | seeds | mean ± std | 95% CI | Δ vs kd [95% CI] | p vs kd | Holm p vs kd | "
+          "Δ vs unguided [95% CI] | p vs unguided | Holm p vs unguided |")
+
+
 def test_markdown_grid_exact_lines() -> None:
     md = format_stats_markdown(stats_table(grid_rows()))
     lines = md.splitlines()
     assert lines[0] == "### digits"
     assert md.index("### digits") < md.index("### cifar")
-    assert md.count("| model | seeds | mean ± std | 95% CI | Δ vs kd (p) | Δ vs unguided (p) |") == 2
-    # Hand values: mean 88.67, std 1.53, CI 88.67 -/+ 3.79, Δ vs kd +2.33 pp with
-    # p = 1 - 7/sqrt(51) = 0.0198, Δ vs unguided +6.67 pp with p = 1 - 20/sqrt(402) = 0.00249.
-    assert "| kd-cl | 3 | 88.67% ± 1.53 pp | [84.87%, 92.46%] | +2.33 pp (p=0.0198) | +6.67 pp (p=0.00249) |" in lines
-    # A baseline gets a dash against itself; p = 1 - 13/sqrt(171) = 0.00587.
-    assert "| kd | 3 | 86.33% ± 1.53 pp | [82.54%, 90.13%] | — | +4.33 pp (p=0.00587) |" in lines
-    assert "| unguided | 3 | 82.00% ± 2.00 pp | [77.03%, 86.97%] | -4.33 pp (p=0.00587) | — |" in lines
-    # cifar: p = 1 - sqrt(6/7) = 0.0742; zero mean difference prints p=1.00.
-    assert "| kd-cl | 3 | 55.00% ± 5.57 pp | [41.17%, 68.83%] | -2.00 pp (p=0.0742) | +0.00 pp (p=1.00) |" in lines
-    caption = (
-        "val_acc: mean ± sample std over 3 seeds; CI: two-sided Student-t 95% interval of the mean; "
-        "Δ: paired by seed, two-sided paired t-test; values in %, Δ and std in percentage points (pp)."
+    assert md.count(HEADER) == 2
+    # Hand values: mean 88.67, std 1.53, CI 88.67 -/+ 3.79; Δ vs kd +2.33 pp, its CI
+    # 7/3 -/+ 4.302653/3 = [+0.90, +3.77], p = 1 - 7/sqrt(51) = 0.0198, Holm 0.0198 (see
+    # test_stats_table_grid_diffs_and_pvalues); Δ vs unguided +6.67 pp [+5.23, +8.10],
+    # p = 1 - 20/sqrt(402) = 0.00249, Holm 2 * 0.00249 = 0.00498.
+    assert ("| kd-cl | 3 | 88.67% ± 1.53 pp | [84.87%, 92.46%] | +2.33 pp [+0.90, +3.77] | 0.0198 | 0.0198 | "
+            "+6.67 pp [+5.23, +8.10] | 0.00249 | 0.00498 |") in lines
+    # A baseline gets dashes against itself; p = 1 - 13/sqrt(171) = 0.00587, the larger p
+    # of its family, so Holm leaves it (max(2 * 0.00249, 0.00587)).
+    assert "| kd | 3 | 86.33% ± 1.53 pp | [82.54%, 90.13%] | — | — | — | +4.33 pp [+2.90, +5.77] | 0.00587 | 0.00587 |" in lines
+    assert "| unguided | 3 | 82.00% ± 2.00 pp | [77.03%, 86.97%] | -4.33 pp [-5.77, -2.90] | 0.00587 | 0.0117 | — | — | — |" in lines
+    # cifar: p = 1 - sqrt(6/7) = 0.0742 (Holm: two equal p-values, both doubled); zero mean difference prints p=1.00.
+    assert ("| kd-cl | 3 | 55.00% ± 5.57 pp | [41.17%, 68.83%] | -2.00 pp [-4.48, +0.48] | 0.0742 | 0.148 | "
+            "+0.00 pp [-2.48, +2.48] | 1.00 | 1.00 |") in lines
+    note = (
+        "val_acc: mean ± sample std over 3 seeds; CI: two-sided Student-t 95% interval of the mean "
+        "(n < 5 seeds: t-interval with n−1 df, wide); Δ: mean paired-by-seed difference with its Student-t 95% "
+        "interval, p: two-sided paired t-test, Holm p: Holm's step-down correction over every variant compared "
+        "with the same baseline; values in %, Δ and std in percentage points (pp)."
     )
-    assert lines.count(caption) == 2
-    # Caption sits under its table, separated by one blank line.
-    assert lines[lines.index(caption) - 1] == ""
-    assert lines[lines.index(caption) - 2].startswith("| kd-cl | 3 | 88.67%")
+    assert lines.count(note) == 2
+    # The note sits under its table, separated by one blank line.
+    assert lines[lines.index(note) - 1] == ""
+    assert lines[lines.index(note) - 2].startswith("| kd-cl | 3 | 88.67%")
 
 
 def test_markdown_raw_values_nan_and_partial_pairs() -> None:
@@ -375,18 +441,47 @@ def test_markdown_raw_values_nan_and_partial_pairs() -> None:
     )
     lines = md.splitlines()
     assert "### " not in md
-    # Only Δ vs kd exists in these rows, so only that column is shown.
-    assert lines[0] == "| model | seeds | mean ± std | 90% CI | Δ vs kd (p) |"
+    # Only Δ vs kd exists in these rows, so only those columns are shown, and no mean λ.
+    assert lines[0] == "| model | seeds | mean ± std | 90% CI | Δ vs kd [90% CI] | p vs kd | Holm p vs kd |"
     # kd: mean 0.25, std 0.05, 90% CI 0.25 -/+ 2.919986*0.05/sqrt(3) = 0.25 -/+ 0.0843.
-    assert "| kd | 3 | 0.2500 ± 0.0500 | [0.1657, 0.3343] | — |" in lines
+    assert "| kd | 3 | 0.2500 ± 0.0500 | [0.1657, 0.3343] | — | — | — |" in lines
     # Pairs on seeds 2, 3 only: diffs -0.05, -0.04 -> mean -0.045, se 0.005, t = -9, df 1,
-    # p = 1 - (2/pi) atan 9 = 0.0704; "n=2" because the row has 3 seeds.
+    # p = 1 - (2/pi) atan 9 = 0.0704; 90% CI -0.045 -/+ tan(0.45 pi) * 0.005 = -0.045 -/+ 0.0316;
+    # "n=2" because the row has 3 seeds. The family "vs kd" has one finite p (kd-cl has a
+    # single pair, no test), so Holm leaves 0.0704 as it is.
     # Its own values 0.15, 0.21, 0.50: mean 0.2867, std 0.1872, half-width 2.919986*0.1872/sqrt(3).
-    assert "| kd-cl-inv-sr | 3 | 0.2867 ± 0.1872 | [-0.0289, 0.6022] | -0.0450 (p=0.0704, n=2) |" in lines
-    # One seed: no std, no CI; one pair (0.26 - 0.30): a difference but no p.
-    assert "| kd-cl | 1 | 0.2600 ± — | — | -0.0400 (p=—) |" in lines
+    assert "| kd-cl-inv-sr | 3 | 0.2867 ± 0.1872 | [-0.0289, 0.6022] | -0.0450 [-0.0766, -0.0134] (n=2) | 0.0704 | 0.0704 |" in lines
+    # One seed: no std, no CI; one pair (0.26 - 0.30): a difference but no interval and no p.
+    assert "| kd-cl | 1 | 0.2600 ± — | — | -0.0400 | — | — |" in lines
     assert "mean ± sample std over 1–3 seeds; CI: two-sided Student-t 90% interval of the mean" in md
-    assert "percentage points" not in md
+    assert "percentage points" not in md and "clipped" not in md
+
+
+def test_markdown_clipped_interval_and_mean_lambda() -> None:
+    # kd near 100%: 0.99, 1.00, 0.98 -> mean 0.99, std 0.01, t-interval 0.99 -/+ 4.302653 * 0.01/sqrt(3)
+    # = [0.96516, 1.01484]: the top passes 100% and is clipped to it; kd-cl's stays inside.
+    rows = [{"model": "kd", "seed": s, "val_acc": v, "lam_mean": 0.5} for s, v in zip((1, 2, 3), (0.99, 1.00, 0.98))]
+    rows += [{"model": "kd-cl-sr", "seed": s, "val_acc": v, "lam_mean": lam}
+             for s, v, lam in zip((1, 2, 3), (0.90, 0.91, 0.92), (0.01, 0.02, None))]
+    table = stats_table(rows, bounds=(0.0, 1.0), means_of=("lam_mean",))
+    kd, sr = table
+    assert kd["ci_high"] == 1.0 and kd["ci_clipped"] is True and kd["ci_bounds"] == (0.0, 1.0)
+    assert kd["ci_low"] == pytest.approx(0.99 - 4.302653 * 0.01 / math.sqrt(3), abs=1e-6)
+    assert sr["ci_clipped"] is False
+    assert sr["lam_mean"] == pytest.approx(0.015)  # the seed without lam_mean is left out, not counted as 0
+    lines = format_stats_markdown(table).splitlines()
+    assert lines[0].startswith("| model | seeds | mean ± std | 95% CI | mean λ | Δ vs kd [95% CI] |")
+    assert lines[2] == "| kd | 3 | 99.00% ± 1.00 pp | [96.52%, 100.00%] | 0.500 | — | — | — |"
+    assert lines[3].startswith("| kd-cl-sr | 3 | 91.00% ± 1.00 pp | [88.52%, 93.48%] | 0.015 | -8.00 pp [")
+    assert "interval of the mean, clipped to [0.00%, 100.00%] (1 of 2 clipped) (n < 5 seeds" in lines[-1]
+    assert "mean λ: the KD weight averaged over every training batch (result.json lam_mean), then over seeds" in lines[-1]
+
+
+def test_markdown_five_seeds_has_no_small_n_warning() -> None:
+    rows = [{"model": m, "seed": s, "val_acc": 0.5 + 0.01 * s + (0.02 if m == "kd-cl" else 0.0) + 0.003 * (s % 2)}
+            for m in ("kd", "kd-cl") for s in range(5)]
+    md = format_stats_markdown(stats_table(rows))
+    assert "over 5 seeds" in md and "n < 5" not in md
 
 
 def test_markdown_degenerate_p_and_empty() -> None:
@@ -399,5 +494,6 @@ def test_markdown_degenerate_p_and_empty() -> None:
         ]
     )
     md = format_stats_markdown(rows)
-    assert "+25.00 pp (p=0)" in md
+    # Zero spread: the interval collapses to the difference, p = 0 exactly, and Holm's 1 * 0 = 0.
+    assert "| +25.00 pp [+25.00, +25.00] | 0 | 0 |" in md
     assert format_stats_markdown([]) == ""

@@ -5,6 +5,9 @@ A single training run per variant says little: differences of a point or two bet
 per (model, seed) run into a mean, a sample standard deviation and a Student-t
 confidence interval per model, and compare models *paired by seed* (the same seed
 gives the same data split and initialisation, so pairing removes shared noise).
+Comparisons of several variants against one baseline are a family of tests: Holm's
+step-down correction (:func:`holm_adjust`) keeps the chance of any false "significant"
+among them at the nominal level.
 
 All functions are pure (numpy + scipy.stats only). Undefined quantities (a standard
 deviation from one run, a test from one pair) are ``nan``, never an exception, so a
@@ -30,12 +33,15 @@ __all__ = [
     "PairedComparison",
     "summarize",
     "paired_compare",
+    "check_confidence",
+    "holm_adjust",
     "stats_table",
-    "format_stats_markdown",
+    "SMALL_N",
 ]
 
+SMALL_N = 5  # below this many seeds a t-interval (n - 1 df) is wide: the tables say so
+
 _NAN = float("nan")
-_DASH = "—"
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ class PairedComparison:
     confidence: float
 
 
-def _check_confidence(confidence: float) -> float:
+def check_confidence(confidence: float) -> float:
     """Reject confidences outside (0, 1); a common slip is passing 95 for 0.95."""
     c = float(confidence)
     if not (0.0 < c < 1.0):
@@ -111,7 +117,7 @@ def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
     the t distribution with ``n - 1`` degrees of freedom accounts for estimating the
     spread from the same few runs.
     """
-    conf = _check_confidence(confidence)
+    conf = check_confidence(confidence)
     x = _as_finite_array(values, "values")
     n = int(x.size)
     if n == 0:
@@ -135,7 +141,7 @@ def paired_compare(
     says how many pairs were used. See :class:`PairedComparison` for the ``n < 2`` and
     zero-spread conventions.
     """
-    conf = _check_confidence(confidence)
+    conf = check_confidence(confidence)
     shared = [k for k in a if k in b]
     d = _as_finite_array([float(a[k]) - float(b[k]) for k in shared], "paired differences")
     n = int(d.size)
@@ -158,6 +164,32 @@ def paired_compare(
     return PairedComparison(n, mean, mean - half, mean + half, float(t), min(p, 1.0), conf)
 
 
+def holm_adjust(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjusted p-values, in the order given.
+
+    Why: testing m variants against one baseline at 0.05 each finds a "significant"
+    difference by chance far more often than 5% of the time. Holm controls that
+    family-wise error without assuming independence and is never less powerful than
+    Bonferroni. With the m finite p-values sorted ascending, p_(1) <= ... <= p_(m),
+    the adjusted value of p_(i) is max_{j <= i} min(1, (m - j + 1) p_(j)): monotone in
+    the raw p-values and capped at 1. ``nan`` entries (no test possible) stay ``nan``
+    and do not count towards m. Compare an adjusted value with the level directly
+    (significant when < 0.05).
+    """
+    p = [float(v) for v in p_values]
+    for v in p:
+        if not (math.isnan(v) or 0.0 <= v <= 1.0):
+            raise UserError(f"p-values must lie in [0, 1] (or be nan for no test), got {v!r}")
+    finite = sorted((v, i) for i, v in enumerate(p) if not math.isnan(v))
+    m = len(finite)
+    out = [_NAN] * len(p)
+    running = 0.0
+    for rank, (v, i) in enumerate(finite):
+        running = max(running, min(1.0, (m - rank) * v))
+        out[i] = running
+    return out
+
+
 def stats_table(
     results: Sequence[Mapping[str, Any]],
     *,
@@ -166,6 +198,8 @@ def stats_table(
     seed_key: str = "seed",
     baselines: Sequence[str] = ("kd", "unguided"),
     confidence: float = 0.95,
+    bounds: tuple[float, float] | None = None,
+    means_of: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
     """One summary row per model (per dataset, if rows carry ``"dataset"``).
 
@@ -173,16 +207,26 @@ def stats_table(
     appearance, have ``dataset`` (only if the input has it), ``model`` (the value of
     ``group_key``), ``n_seeds``, ``mean``, ``std``, ``ci_low``, ``ci_high`` and, for every
     baseline ``B`` run on the same dataset and different from the row's model,
-    ``diff_vs_B`` (mean of model - B over shared seeds), ``p_vs_B`` (paired t-test) and
-    ``n_pairs_vs_B``. Baselines never get a column against themselves, and a baseline
-    absent from a dataset gets no columns there, so missing comparisons are visible
-    as missing rather than as made-up numbers.
+    ``diff_vs_B`` (mean of model - B over shared seeds), ``diff_ci_low_vs_B`` /
+    ``diff_ci_high_vs_B`` (its t-interval), ``p_vs_B`` (paired t-test), ``p_holm_vs_B``
+    (Holm-adjusted over every model of that dataset compared with B: the variants of
+    one protocol are one family) and ``n_pairs_vs_B``. Baselines never get a column
+    against themselves, and a baseline absent from a dataset gets no columns there, so
+    missing comparisons are visible as missing rather than as made-up numbers.
+
+    ``bounds`` (e.g. ``(0, 1)`` for an accuracy) clips the interval of the mean to the
+    values the metric can take, since a t-interval of a few seeds near 100% can pass
+    it; rows then carry ``ci_bounds`` and ``ci_clipped`` so the table can say so.
+    Every key in ``means_of`` (e.g. ``lam_mean``) is averaged over the seeds that have
+    it (``nan`` if none does) and stored under the same key.
 
     Raises ``UserError`` if a row lacks ``metric``/``group_key``/``seed_key``, if only
     some rows have ``"dataset"``, or if a (dataset, model) has the same seed twice
     (pairing by seed would be ambiguous).
     """
-    conf = _check_confidence(confidence)
+    conf = check_confidence(confidence)
+    if bounds is not None and not (math.isfinite(bounds[0]) and math.isfinite(bounds[1]) and bounds[0] < bounds[1]):
+        raise UserError(f"bounds must be two finite numbers, low < high, got {bounds!r}")
     rows = list(results)
     with_ds = ["dataset" in r for r in rows]
     has_dataset = any(with_ds)
@@ -191,6 +235,7 @@ def stats_table(
 
     # (dataset, model) -> {seed: value}, insertion order = first appearance.
     groups: dict[tuple[Any, Any], dict[Any, float]] = {}
+    extras: dict[tuple[Any, Any], dict[str, list[float]]] = {}
     for i, r in enumerate(rows):
         for key in (group_key, seed_key, metric):
             if key not in r:
@@ -206,6 +251,9 @@ def stats_table(
         if not math.isfinite(value):
             raise UserError(f"result row {i} ({group_key} {model!r}, seed {seed!r}) has non-finite {metric} = {value}")
         per_seed[seed] = value
+        for key in means_of:
+            if r.get(key) is not None and math.isfinite(float(r[key])):
+                extras.setdefault((ds, model), {}).setdefault(key, []).append(float(r[key]))
 
     out: list[dict[str, Any]] = []
     for (ds, model), per_seed in groups.items():
@@ -213,149 +261,26 @@ def stats_table(
         row: dict[str, Any] = {}
         if has_dataset:
             row["dataset"] = ds
-        row.update(
-            model=model, n_seeds=s.n, mean=s.mean, std=s.std, ci_low=s.ci_low, ci_high=s.ci_high
-        )
+        row.update(model=model, n_seeds=s.n, mean=s.mean, std=s.std, ci_low=s.ci_low, ci_high=s.ci_high)
+        if bounds is not None:
+            low, high = (min(max(x, bounds[0]), bounds[1]) if math.isfinite(x) else x for x in (s.ci_low, s.ci_high))
+            row.update(ci_low=low, ci_high=high, ci_bounds=tuple(bounds), ci_clipped=(low, high) != (s.ci_low, s.ci_high))
+        for key in means_of:
+            got = extras.get((ds, model), {}).get(key, [])
+            row[key] = float(np.mean(got)) if got else _NAN
         for base in baselines:
             if base == model or (ds, base) not in groups:
                 continue
             cmp = paired_compare(per_seed, groups[(ds, base)], conf)
             row[f"diff_vs_{base}"] = cmp.mean_diff
+            row[f"diff_ci_low_vs_{base}"] = cmp.ci_low
+            row[f"diff_ci_high_vs_{base}"] = cmp.ci_high
             row[f"p_vs_{base}"] = cmp.p_value
             row[f"n_pairs_vs_{base}"] = cmp.n
         out.append(row)
+    for base in baselines:  # one family per (dataset, baseline)
+        for ds in dict.fromkeys(ds for ds, _ in groups):
+            family = [r for r in out if r.get("dataset") == ds and f"p_vs_{base}" in r]
+            for r, adj in zip(family, holm_adjust([r[f"p_vs_{base}"] for r in family])):
+                r[f"p_holm_vs_{base}"] = adj
     return out
-
-
-def _is_missing(x: Any) -> bool:
-    """True for None and nan: both print as a dash."""
-    if x is None:
-        return True
-    try:
-        return math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def _fmt_p(p: Any) -> str:
-    """p-value to 3 significant digits; an exact 0 (degenerate zero-spread test) as 0."""
-    if _is_missing(p):
-        return _DASH
-    p = float(p)
-    if p == 0.0:
-        return "0"
-    return f"{p:#.3g}"
-
-
-def _md_cell(x: Any) -> str:
-    """Escape pipes so a model or dataset name cannot break the table."""
-    return str(x).replace("|", "\\|")
-
-
-def format_stats_markdown(
-    rows: Sequence[Mapping[str, Any]],
-    *,
-    metric: str = "val_acc",
-    percent: bool = True,
-    confidence: float = 0.95,
-    baselines: Sequence[str] | None = None,
-) -> str:
-    """Markdown table(s) of :func:`stats_table` rows, with a caption saying how they were computed.
-
-    Columns: model | seeds | mean ± std | CI | one "Δ vs B (p)" column per baseline.
-    With ``percent=True`` values are multiplied by 100 and printed with 2 decimals,
-    means and interval ends with ``%``, spreads and differences in percentage points
-    (``pp``); otherwise 4 decimals, unitless. p-values get 3 significant digits.
-    ``—`` marks anything not applicable (nan, or no such comparison). When a Δ used
-    fewer pairs than the row has seeds, ``n=`` says how many. If rows carry
-    ``"dataset"``, one table per dataset under a ``### dataset`` heading.
-
-    ``baselines`` defaults to every ``diff_vs_B`` key found in ``rows`` (order of first
-    appearance), so it follows whatever :func:`stats_table` computed. ``confidence``
-    only labels the CI column and caption: pass the one used for ``stats_table``.
-    Returns ``""`` for no rows.
-    """
-    conf = _check_confidence(confidence)
-    rows = list(rows)
-    if not rows:
-        return ""
-    if baselines is None:
-        found: list[str] = []
-        for r in rows:
-            for k in r:
-                if k.startswith("diff_vs_") and k[len("diff_vs_"):] not in found:
-                    found.append(k[len("diff_vs_"):])
-        baselines = found
-    baselines = list(baselines)
-
-    scale = 100.0 if percent else 1.0
-    dec = 2 if percent else 4
-    pct = "%" if percent else ""
-    pp = " pp" if percent else ""
-
-    def level(x: Any) -> str:
-        return _DASH if _is_missing(x) else f"{float(x) * scale:.{dec}f}{pct}"
-
-    def spread(x: Any) -> str:
-        return _DASH if _is_missing(x) else f"{float(x) * scale:.{dec}f}{pp}"
-
-    def delta(row: Mapping[str, Any], base: str) -> str:
-        d = row.get(f"diff_vs_{base}")
-        if _is_missing(d):
-            return _DASH
-        extra = ""
-        n_pairs = row.get(f"n_pairs_vs_{base}")
-        n_seeds = row.get("n_seeds")
-        if n_pairs is not None and n_seeds is not None and int(n_pairs) < int(n_seeds):
-            extra = f", n={int(n_pairs)}"
-        return f"{float(d) * scale:+.{dec}f}{pp} (p={_fmt_p(row.get(f'p_vs_{base}'))}{extra})"
-
-    conf_label = f"{conf * 100:g}%"
-    header = ["model", "seeds", "mean ± std", f"{conf_label} CI"] + [f"Δ vs {b} (p)" for b in baselines]
-
-    def table(part: list[Mapping[str, Any]]) -> list[str]:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-        for r in part:
-            ci = (
-                _DASH
-                if _is_missing(r.get("ci_low")) or _is_missing(r.get("ci_high"))
-                else f"[{level(r['ci_low'])}, {level(r['ci_high'])}]"
-            )
-            cells = [
-                _md_cell(r.get("model", "")),
-                str(r.get("n_seeds", _DASH)),
-                f"{level(r.get('mean'))} ± {spread(r.get('std'))}",
-                ci,
-            ] + [delta(r, b) for b in baselines]
-            lines.append("| " + " | ".join(cells) + " |")
-        ns = sorted({int(r["n_seeds"]) for r in part if r.get("n_seeds") is not None})
-        if not ns:
-            n_text = "N"
-        elif len(ns) == 1:
-            n_text = str(ns[0])
-        else:
-            n_text = f"{ns[0]}–{ns[-1]}"
-        unit = "; values in %, Δ and std in percentage points (pp)" if percent else ""
-        lines.append("")
-        lines.append(
-            f"{metric}: mean ± sample std over {n_text} seeds; "
-            f"CI: two-sided Student-t {conf_label} interval of the mean; "
-            f"Δ: paired by seed, two-sided paired t-test{unit}."
-        )
-        return lines
-
-    has_dataset = any("dataset" in r for r in rows)
-    out: list[str] = []
-    if not has_dataset:
-        out = table(rows)
-    else:
-        order: dict[Any, list[Mapping[str, Any]]] = {}
-        for r in rows:
-            order.setdefault(r.get("dataset"), []).append(r)
-        for i, (ds, part) in enumerate(order.items()):
-            if i:
-                out.append("")
-            out.append(f"### {_md_cell(ds)}")
-            out.append("")
-            out.extend(table(part))
-    return "\n".join(out) + "\n"
