@@ -31,6 +31,7 @@ from selective_kd.experiments.identity import (
 from selective_kd.fileio import write_json
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model, load_pretrained
+from selective_kd.watch import callbacks_for
 
 log = logging.getLogger("selective_kd")
 
@@ -162,6 +163,7 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
         model, train_d, val, stage=stage, plan=OrderPlan(lambda e: random_order(None, n, e, seed), bs),
         objective=CrossEntropyObjective(stage.label_smoothing), runtime=runtime, seed=seed, out_dir=files.dir,
         identity=identity, eval_batch_size=cfg.eval_batch_size, desc=desc, quiet=quiet,
+        callbacks=callbacks_for(cfg, files.dir, stage.epochs),
     )
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])

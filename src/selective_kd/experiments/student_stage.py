@@ -32,6 +32,7 @@ from selective_kd.experiments.plans import StudentPlan
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher, resolve_variants
 from selective_kd.layout import RunPaths
 from selective_kd.models import build_model
+from selective_kd.watch import callbacks_for
 
 log = logging.getLogger("selective_kd")
 from selective_kd.experiments.curriculum_stage import curriculum_digest
@@ -124,6 +125,7 @@ def run_student(
     history = fit(
         model, train, val, stage=scfg, plan=plan, objective=objective, runtime=runtime, seed=cfg.seed,
         out_dir=files.dir, identity=identity, eval_batch_size=cfg.eval_batch_size, desc=f"student {variant}", quiet=quiet,
+        callbacks=callbacks_for(cfg, files.dir, scfg.epochs),
     )
     result = {"model": variant, "arch": scfg.arch, "shift": plan.shift, "teacher_signal": signal_name,
               **summarize_history(history), "identity": identity}
