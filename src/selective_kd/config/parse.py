@@ -1,8 +1,8 @@
-"""Typed, validated experiment configuration.
+"""Reading configs: YAML files (with ``base:``), ``key=value`` overrides, type and range checks.
 
-A config is a tree of dataclasses. YAML files and ``key=value`` overrides are checked
-against it: an unknown key or a value of the wrong type is a :class:`UserError` that
-names the key and what is allowed, so a typo never silently falls back to a default.
+An unknown key, a value of the wrong type, a non-finite number or a value no run can use
+is a :class:`UserError` that names the key and what is allowed, so a typo never silently
+falls back to a default.
 """
 
 from __future__ import annotations
@@ -13,144 +13,14 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
+from selective_kd.config.schema import DIGITS_DEFAULTS, Config, to_dict
 from selective_kd.errors import UserError
-
-@dataclass
-class DataConfig:
-    """Where the data come from and how they are split."""
-
-    root: str | None = None  # files or folder of the data (digits needs none; see data/registry.py)
-    verify: bool = True  # check published md5 sums (CIFAR, MNIST, Fashion-MNIST)
-    download: bool = True  # download published data into root when missing
-    labels: Literal["fine", "coarse"] = "fine"  # CIFAR-100 label set
-    val_source: Literal["auto", "test", "split"] = "auto"  # evaluate on the official test set
-    # (test), or on val_fraction held out of train (split: tuning); auto: test if there is one
-    val_fraction: float = 0.2  # the stratified hold-out of val_source=split
-    image_size: int | None = None  # imagefolder: resize every image to this square size
-    split_seed: int = 0  # seeds the hold-out and teacher/student splits; apart from `seed`, so
-    # runs over several training seeds share one split, one teacher and one curriculum
-    teacher_fraction: float | None = None  # paper appendix: teacher trains on this part, students on the rest
-    limit_train: int | None = None  # keep only the first N (stratified) training samples: quick looks
-    limit_val: int | None = None
-
-
-@dataclass
-class StageConfig:
-    """Model and optimisation of one training stage (teacher or students)."""
-
-    arch: str = "resnet18"
-    width: float = 1.0  # channel multiplier (base 64)
-    stem: Literal["cifar", "imagenet"] = "cifar"
-    epochs: int = 10
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    nesterov: bool = False
-    schedule: Literal["constant", "cosine", "step"] = "constant"
-    warmup_epochs: int = 0
-    step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of epochs
-    step_gamma: float = 0.1
-    batch_size: int | None = None  # None: the top-level batch_size
-    augment: bool = False  # random crop (padding `crop_padding`) + horizontal flip
-    crop_padding: int = 4
-    flip: bool = True
-    label_smoothing: float = 0.0
-
-
-@dataclass
-class TeacherConfig(StageConfig):
-    pretrained: str | None = None  # torchvision-format state_dict to fine-tune
-    input_size: int | None = None  # upsample inputs to this size (e.g. 224 for ImageNet weights)
-
-
-@dataclass
-class VariantConfig:
-    """A student variant is data: an order, a pacing function, a λ policy and a loss.
-
-    Each component is named from its registry (``curriculum.ORDERS``, ``curriculum.PACING``,
-    ``distill.POLICIES``, ``distill.LOSSES``, ``curriculum.SCORERS``) and takes its own
-    parameters; unknown names or parameters are errors, and all of it is part of the
-    student's identity. ``scorer`` replaces the run's curriculum by a dynamic one
-    (``snapshot``, ``loss``) that the student re-scores while it trains.
-    """
-
-    order: str = "random"
-    pacing: str = "none"
-    pacing_params: dict[str, Any] = field(default_factory=dict)
-    policy: str = "constant"
-    policy_params: dict[str, Any] = field(default_factory=dict)
-    lam: float | None = None  # shorthand for policy_params.lam of the constant policy
-    loss: str = "kd"
-    loss_params: dict[str, Any] = field(default_factory=dict)
-    scorer: str | None = None  # None: the run's curriculum (curriculum.scorer)
-    scorer_params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class CurriculumConfig:
-    """How the run's curriculum is scored (the paper: its fine-tuned teacher)."""
-
-    scorer: str = "teacher"  # teacher | crossfit | self-taught | ensemble (see curriculum.SCORERS)
-    params: dict[str, Any] = field(default_factory=dict)  # the scorer's parameters, e.g. {folds: 5}
-    stratify: bool = True  # interleave classes (the paper's "stratify by class")
-
-
-@dataclass
-class DistillConfig:
-    temperature: float = 4.0
-    shift: float | None = None  # the paper's s; None: chosen so the easiest curriculum batch gets λ=0
-    teacher_cache: Literal["auto", "on", "off"] = "auto"  # precomputed teacher logits for every view
-    variants: list[str] = field(
-        default_factory=lambda: ["unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
-    )
-    custom_variants: dict[str, VariantConfig] = field(default_factory=dict)
-
-
-@dataclass
-class GridConfig:
-    """A grid's axes when a config file names them (command-line axes override these)."""
-
-    seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
-    datasets: list[str] | None = None  # None: `dataset`
-
-
-@dataclass
-class Config:
-    name: str = "digits"
-    seed: int = 0
-    dataset: str = "digits"  # a name in selective_kd.data.DATASETS
-    batch_size: int = 64
-    eval_batch_size: int = 1024
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
-    channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
-    compile: bool = False
-    logging: Literal["none", "tensorboard"] = "none"  # tensorboard: each stage also writes events to <stage>/tb/ (see watch.py)
-    data: DataConfig = field(default_factory=DataConfig)
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
-    student: StageConfig = field(default_factory=StageConfig)
-    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
-
-
-# What `selective-kd run` uses without --config, and what `base: digits` in a file starts
-# from. A file without `base` starts from the plain dataclass defaults above, so a config
-# never inherits digits-specific settings it does not mention. A teacher clearly
-# larger than the student (5.3M vs 0.18M parameters), sized for ~2 minutes on 2 CPU cores.
-DIGITS_DEFAULTS: dict[str, Any] = {
-    "teacher": {"arch": "resnet34", "width": 0.5, "epochs": 20, "batch_size": 128, "lr": 0.05,
-                "weight_decay": 5e-4, "schedule": "cosine"},
-    "student": {"arch": "resnet18", "width": 0.125, "epochs": 30, "lr": 0.05,
-                "weight_decay": 5e-4, "schedule": "cosine"},
-}
-
 
 # --------------------------------------------------------------------------- checking
 
@@ -401,6 +271,8 @@ def check(cfg: Config) -> None:
 
     check_data(cfg)  # the dataset's name and the data.* keys it reads
     _check_ranges(cfg, need)
+    from selective_kd.config.components import check_components  # a peer that imports this module
+
     check_components(cfg)  # unknown names and parameters fail here, before any training
 
 
@@ -426,17 +298,6 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
              f"config key {key!r}: must be at least 2 (and at least the number of classes), got {limit}; null keeps every sample")
 
 
-def to_dict(cfg: Any) -> Any:
-    """Plain-data form (for YAML dumps and cache keys)."""
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-    if isinstance(cfg, dict):
-        return {k: to_dict(v) for k, v in cfg.items()}
-    if isinstance(cfg, list):
-        return [to_dict(v) for v in cfg]
-    return cfg
-
-
 def dump_yaml(cfg: Config, bases: tuple[str, ...] | None = None) -> str:
     """The resolved config as YAML; ``bases`` (from :class:`LoadedConfig`) becomes a comment.
 
@@ -447,81 +308,3 @@ def dump_yaml(cfg: Config, bases: tuple[str, ...] | None = None) -> str:
     if bases is not None:
         head = f"# built on: {LoadedConfig(cfg, bases).describe()} (every key below is resolved)\n"
     return head + yaml.safe_dump(to_dict(cfg), sort_keys=False)
-
-
-# --------------------------------------------------------------------------- components
-# Names in a config are checked against the registries of the component modules (which
-# never import this one), and their parameters are filled in, so a resolved variant or
-# curriculum section is complete data: what a run's identity is built from.
-
-
-def variant_table(dcfg: DistillConfig) -> dict[str, VariantConfig]:
-    """The paper's variants (``distill.variants.VARIANTS``) and the config's own."""
-    from selective_kd.distill.variants import VARIANTS
-
-    table = {name: _build(VariantConfig, dict(row), f"variant {name}") for name, row in VARIANTS.items()}
-    table.update(dcfg.custom_variants)
-    return table
-
-
-def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
-    """The variant ``name`` with every component checked and every parameter filled in."""
-    from selective_kd.curriculum import ORDERS, PACING, SCORERS
-    from selective_kd.curriculum.pacing import check_pacing_params
-    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
-    from selective_kd.distill.losses import LOSSES
-    from selective_kd.distill.policies import POLICIES, lambda_params_in_range
-
-    table = variant_table(dcfg)
-    if name not in table:
-        raise UserError(f"unknown variant {name!r}: choose one of {', '.join(table)} (or define it under distill.custom_variants)")
-    v = table[name]
-    where = f"distill.custom_variants.{name}" if name in dcfg.custom_variants else f"variant {name}"
-    ORDERS.get(v.order)
-    policy_given = dict(v.policy_params)
-    if v.lam is not None:
-        if v.policy != "constant":
-            raise UserError(f"config key '{where}.lam': applies to policy constant only; give policy_params for {v.policy!r}")
-        policy_given.setdefault("lam", v.lam)
-    policy_params = POLICIES.params(v.policy, policy_given, f"{where}.policy_params")
-    bad = lambda_params_in_range(v.policy, policy_params)
-    if bad is not None:
-        raise UserError(f"config key '{where}.policy_params.{bad}': λ must be in [0, 1]")
-    pacing_params = PACING.params(v.pacing, v.pacing_params, f"{where}.pacing_params")
-    check_pacing_params(v.pacing, pacing_params, f"{where}.pacing_params")
-    loss_params = LOSSES.params(v.loss, v.loss_params, f"{where}.loss_params")
-    scorer_params: dict[str, Any] = {}
-    if v.scorer is not None:
-        if v.scorer not in SCORERS or not is_dynamic(v.scorer):
-            dynamic = [n for n in SCORERS.names() if is_dynamic(n)]
-            raise UserError(f"config key '{where}.scorer': a variant's scorer re-scores during training: choose one of "
-                            f"{', '.join(dynamic)} (static scorers go in curriculum.scorer)")
-        scorer_params = SCORERS.params(v.scorer, v.scorer_params, f"{where}.scorer_params")
-        check_scorer_params(v.scorer, scorer_params, f"{where}.scorer_params")
-    return VariantConfig(order=v.order, pacing=v.pacing, pacing_params=pacing_params, policy=v.policy,
-                         policy_params=policy_params, lam=None, loss=v.loss, loss_params=loss_params,
-                         scorer=v.scorer, scorer_params=scorer_params)
-
-
-def resolve_curriculum(cfg: Config) -> CurriculumConfig:
-    """The run's curriculum section with the scorer checked and its parameters filled in."""
-    from selective_kd.curriculum import SCORERS
-    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
-
-    c = cfg.curriculum
-    SCORERS.get(c.scorer)
-    if is_dynamic(c.scorer):
-        raise UserError(f"config key 'curriculum.scorer': {c.scorer!r} re-scores with each student; "
-                        f"name it in a variant (scorer: {c.scorer}) and keep a static scorer here")
-    params = SCORERS.params(c.scorer, c.params, "curriculum.params")
-    check_scorer_params(c.scorer, params, "curriculum.params")
-    return CurriculumConfig(scorer=c.scorer, params=params, stratify=c.stratify)
-
-
-def check_components(cfg: Config) -> None:
-    """Every named component exists and takes the parameters given."""
-    if not cfg.distill.variants:
-        raise UserError("config key 'distill.variants': name at least one variant")
-    for name in cfg.distill.variants:
-        resolve_variant(cfg.distill, name)
-    resolve_curriculum(cfg)

@@ -1,0 +1,91 @@
+"""Component names in a config, checked against their registries and completed.
+
+The registries live in the component modules (which never import the config); here a
+variant or curriculum section is resolved into complete data, every parameter filled
+in: what a run's identity is built from.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from selective_kd.config.parse import _build
+from selective_kd.config.schema import Config, CurriculumConfig, DistillConfig, VariantConfig
+from selective_kd.errors import UserError
+
+# --------------------------------------------------------------------------- components
+# Names in a config are checked against the registries of the component modules (which
+# never import this one), and their parameters are filled in, so a resolved variant or
+# curriculum section is complete data: what a run's identity is built from.
+
+
+def variant_table(dcfg: DistillConfig) -> dict[str, VariantConfig]:
+    """The paper's variants (``distill.variants.VARIANTS``) and the config's own."""
+    from selective_kd.distill.variants import VARIANTS
+
+    table = {name: _build(VariantConfig, dict(row), f"variant {name}") for name, row in VARIANTS.items()}
+    table.update(dcfg.custom_variants)
+    return table
+
+
+def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
+    """The variant ``name`` with every component checked and every parameter filled in."""
+    from selective_kd.curriculum import ORDERS, PACING, SCORERS
+    from selective_kd.curriculum.pacing import check_pacing_params
+    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
+    from selective_kd.distill.losses import LOSSES
+    from selective_kd.distill.policies import POLICIES, lambda_params_in_range
+
+    table = variant_table(dcfg)
+    if name not in table:
+        raise UserError(f"unknown variant {name!r}: choose one of {', '.join(table)} (or define it under distill.custom_variants)")
+    v = table[name]
+    where = f"distill.custom_variants.{name}" if name in dcfg.custom_variants else f"variant {name}"
+    ORDERS.get(v.order)
+    policy_given = dict(v.policy_params)
+    if v.lam is not None:
+        if v.policy != "constant":
+            raise UserError(f"config key '{where}.lam': applies to policy constant only; give policy_params for {v.policy!r}")
+        policy_given.setdefault("lam", v.lam)
+    policy_params = POLICIES.params(v.policy, policy_given, f"{where}.policy_params")
+    bad = lambda_params_in_range(v.policy, policy_params)
+    if bad is not None:
+        raise UserError(f"config key '{where}.policy_params.{bad}': λ must be in [0, 1]")
+    pacing_params = PACING.params(v.pacing, v.pacing_params, f"{where}.pacing_params")
+    check_pacing_params(v.pacing, pacing_params, f"{where}.pacing_params")
+    loss_params = LOSSES.params(v.loss, v.loss_params, f"{where}.loss_params")
+    scorer_params: dict[str, Any] = {}
+    if v.scorer is not None:
+        if v.scorer not in SCORERS or not is_dynamic(v.scorer):
+            dynamic = [n for n in SCORERS.names() if is_dynamic(n)]
+            raise UserError(f"config key '{where}.scorer': a variant's scorer re-scores during training: choose one of "
+                            f"{', '.join(dynamic)} (static scorers go in curriculum.scorer)")
+        scorer_params = SCORERS.params(v.scorer, v.scorer_params, f"{where}.scorer_params")
+        check_scorer_params(v.scorer, scorer_params, f"{where}.scorer_params")
+    return VariantConfig(order=v.order, pacing=v.pacing, pacing_params=pacing_params, policy=v.policy,
+                         policy_params=policy_params, lam=None, loss=v.loss, loss_params=loss_params,
+                         scorer=v.scorer, scorer_params=scorer_params)
+
+
+def resolve_curriculum(cfg: Config) -> CurriculumConfig:
+    """The run's curriculum section with the scorer checked and its parameters filled in."""
+    from selective_kd.curriculum import SCORERS
+    from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
+
+    c = cfg.curriculum
+    SCORERS.get(c.scorer)
+    if is_dynamic(c.scorer):
+        raise UserError(f"config key 'curriculum.scorer': {c.scorer!r} re-scores with each student; "
+                        f"name it in a variant (scorer: {c.scorer}) and keep a static scorer here")
+    params = SCORERS.params(c.scorer, c.params, "curriculum.params")
+    check_scorer_params(c.scorer, params, "curriculum.params")
+    return CurriculumConfig(scorer=c.scorer, params=params, stratify=c.stratify)
+
+
+def check_components(cfg: Config) -> None:
+    """Every named component exists and takes the parameters given."""
+    if not cfg.distill.variants:
+        raise UserError("config key 'distill.variants': name at least one variant")
+    for name in cfg.distill.variants:
+        resolve_variant(cfg.distill, name)
+    resolve_curriculum(cfg)

@@ -1,0 +1,153 @@
+"""The config schema: a tree of dataclasses, one per section, with their defaults.
+
+Run identities are built from whole sections (``experiments.identity``), so a field
+added here joins the identity of every result it can change without anyone listing it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class DataConfig:
+    """Where the data come from and how they are split."""
+
+    root: str | None = None  # files or folder of the data (digits needs none; see data/registry.py)
+    verify: bool = True  # check published md5 sums (CIFAR, MNIST, Fashion-MNIST)
+    download: bool = True  # download published data into root when missing
+    labels: Literal["fine", "coarse"] = "fine"  # CIFAR-100 label set
+    val_source: Literal["auto", "test", "split"] = "auto"  # evaluate on the official test set
+    # (test), or on val_fraction held out of train (split: tuning); auto: test if there is one
+    val_fraction: float = 0.2  # the stratified hold-out of val_source=split
+    image_size: int | None = None  # imagefolder: resize every image to this square size
+    split_seed: int = 0  # seeds the hold-out and teacher/student splits; apart from `seed`, so
+    # runs over several training seeds share one split, one teacher and one curriculum
+    teacher_fraction: float | None = None  # paper appendix: teacher trains on this part, students on the rest
+    limit_train: int | None = None  # keep only the first N (stratified) training samples: quick looks
+    limit_val: int | None = None
+
+
+@dataclass
+class StageConfig:
+    """Model and optimisation of one training stage (teacher or students)."""
+
+    arch: str = "resnet18"
+    width: float = 1.0  # channel multiplier (base 64)
+    stem: Literal["cifar", "imagenet"] = "cifar"
+    epochs: int = 10
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    nesterov: bool = False
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: int = 0
+    step_milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])  # fractions of epochs
+    step_gamma: float = 0.1
+    batch_size: int | None = None  # None: the top-level batch_size
+    augment: bool = False  # random crop (padding `crop_padding`) + horizontal flip
+    crop_padding: int = 4
+    flip: bool = True
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class TeacherConfig(StageConfig):
+    pretrained: str | None = None  # torchvision-format state_dict to fine-tune
+    input_size: int | None = None  # upsample inputs to this size (e.g. 224 for ImageNet weights)
+
+
+@dataclass
+class VariantConfig:
+    """A student variant is data: an order, a pacing function, a λ policy and a loss.
+
+    Each component is named from its registry (``curriculum.ORDERS``, ``curriculum.PACING``,
+    ``distill.POLICIES``, ``distill.LOSSES``, ``curriculum.SCORERS``) and takes its own
+    parameters; unknown names or parameters are errors, and all of it is part of the
+    student's identity. ``scorer`` replaces the run's curriculum by a dynamic one
+    (``snapshot``, ``loss``) that the student re-scores while it trains.
+    """
+
+    order: str = "random"
+    pacing: str = "none"
+    pacing_params: dict[str, Any] = field(default_factory=dict)
+    policy: str = "constant"
+    policy_params: dict[str, Any] = field(default_factory=dict)
+    lam: float | None = None  # shorthand for policy_params.lam of the constant policy
+    loss: str = "kd"
+    loss_params: dict[str, Any] = field(default_factory=dict)
+    scorer: str | None = None  # None: the run's curriculum (curriculum.scorer)
+    scorer_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CurriculumConfig:
+    """How the run's curriculum is scored (the paper: its fine-tuned teacher)."""
+
+    scorer: str = "teacher"  # teacher | crossfit | self-taught | ensemble (see curriculum.SCORERS)
+    params: dict[str, Any] = field(default_factory=dict)  # the scorer's parameters, e.g. {folds: 5}
+    stratify: bool = True  # interleave classes (the paper's "stratify by class")
+
+
+@dataclass
+class DistillConfig:
+    temperature: float = 4.0
+    shift: float | None = None  # the paper's s; None: chosen so the easiest curriculum batch gets λ=0
+    teacher_cache: Literal["auto", "on", "off"] = "auto"  # precomputed teacher logits for every view
+    variants: list[str] = field(
+        default_factory=lambda: ["unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
+    )
+    custom_variants: dict[str, VariantConfig] = field(default_factory=dict)
+
+
+@dataclass
+class GridConfig:
+    """A grid's axes when a config file names them (command-line axes override these)."""
+
+    seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
+    datasets: list[str] | None = None  # None: `dataset`
+
+
+@dataclass
+class Config:
+    name: str = "digits"
+    seed: int = 0
+    dataset: str = "digits"  # a name in selective_kd.data.DATASETS
+    batch_size: int = 64
+    eval_batch_size: int = 1024
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
+    compile: bool = False
+    logging: Literal["none", "tensorboard"] = "none"  # tensorboard: each stage also writes events to <stage>/tb/ (see watch.py)
+    data: DataConfig = field(default_factory=DataConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    student: StageConfig = field(default_factory=StageConfig)
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
+
+
+# What `selective-kd run` uses without --config, and what `base: digits` in a file starts
+# from. A file without `base` starts from the plain dataclass defaults above, so a config
+# never inherits digits-specific settings it does not mention. A teacher clearly
+# larger than the student (5.3M vs 0.18M parameters), sized for ~2 minutes on 2 CPU cores.
+DIGITS_DEFAULTS: dict[str, Any] = {
+    "teacher": {"arch": "resnet34", "width": 0.5, "epochs": 20, "batch_size": 128, "lr": 0.05,
+                "weight_decay": 5e-4, "schedule": "cosine"},
+    "student": {"arch": "resnet18", "width": 0.125, "epochs": 30, "lr": 0.05,
+                "weight_decay": 5e-4, "schedule": "cosine"},
+}
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain-data form (for YAML dumps and cache keys)."""
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
+    if isinstance(cfg, list):
+        return [to_dict(v) for v in cfg]
+    return cfg
