@@ -53,9 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, help="unguided, kd, kd-cl, kd-cl-inv, kd-cl-sr, kd-cl-inv-sr, or a custom one")
     p.add_argument("--teacher", type=Path, default=None, help="teacher folder or model.pt (default: OUT/teacher)")
     p.add_argument("--curriculum", type=Path, default=None, help="curriculum.csv (default: OUT/curriculum.csv)")
-    p = sub.add_parser("report", help="gather run folders into Tables 1-2 and Figure 3")
-    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
-    p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the run folder if one, else runs/report)")
+    p = sub.add_parser("report", help="gather run or grid folders into Tables 1-2, statistics, claims and figures")
+    p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                   help="run folders, or folders holding them (a grid, or a committed copy of its results)")
+    p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true")
     from selective_kd.bench import add_bench_parser
     from selective_kd.experiments.grid import add_grid_parser
@@ -127,11 +128,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return bench_command(args)
     if args.command == "report":
         from selective_kd.report import write_report
+        from selective_kd.report.runs import find_run_dirs
 
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
         _refuse_file_as_folder(out)
-        print(write_report(args.runs, out))
-        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}")
+        print(write_report(find_run_dirs(args.runs), out))
+        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'} and the figures in {out}")
         return 0
 
     loaded = read_config(args.config, args.overrides)

@@ -11,7 +11,12 @@ import math
 import pytest
 
 from selective_kd.errors import UserError
-from selective_kd.report.claims import PAPER_CLAIMS, claim_verdict, claims_markdown, evaluate_claims
+from selective_kd.report.claims import (
+    PAPER_CLAIMS,
+    claim_verdict,
+    claims_markdown,
+    evaluate_claims,
+)
 
 
 def t2_p(t: float) -> float:

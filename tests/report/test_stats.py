@@ -10,6 +10,7 @@ Expected numbers come from closed forms, not from the code under test:
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 
@@ -223,7 +224,7 @@ def test_holm_caps_at_one_keeps_nan_and_monotone() -> None:
         adj = holm_adjust(p)
         assert all(a >= q and a <= 1.0 for a, q in zip(adj, p))  # never below the raw p, never above 1
         ranked = sorted(zip(p, adj))
-        assert all(a1 <= a2 for (_, a1), (_, a2) in zip(ranked, ranked[1:]))  # same order as the raw p
+        assert all(a1 <= a2 for (_, a1), (_, a2) in itertools.pairwise(ranked))  # same order as the raw p
 
 
 @pytest.mark.parametrize("bad", [1.5, -0.1, float("inf")])

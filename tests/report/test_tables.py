@@ -1,37 +1,17 @@
-"""The report over run folders: damaged results are one line, configurations are compared."""
+"""The report over run and grid folders: damaged results are one line, configurations are compared,
+λ is reported and warned about, the paper's claims are set beside ours, and a committed copy of
+a grid (results only: no weights, no caches) regenerates every table and figure."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
+from fakeruns import PAPER, fake_run
 
 from selective_kd.cli import main
 from selective_kd.errors import UserError
 from selective_kd.report import write_report
-
-VARIANTS = ("kd", "kd-cl-sr")
-
-
-def _history(acc: float) -> list[dict[str, float]]:
-    return [{"epoch": e, "val_acc": acc * e / 2, "val_loss": 1.0 / e, "train_loss": 1.0, "seconds": 0.1} for e in (1, 2)]
-
-
-def fake_run(folder: Path, seed: int = 0, acc: float = 0.9, dataset: str = "digits") -> Path:
-    """A run folder as `selective-kd run` leaves it, with made-up numbers."""
-    ident = {"data": {"dataset": dataset, "teacher_fraction": None}, "seed": seed}
-    stages = {"teacher": {"model": "teacher", "arch": "resnet34", "pretrained": None}}
-    stages.update({f"students/{v}": {"model": v, "arch": "resnet18"} for v in VARIANTS})
-    for i, (where, head) in enumerate(stages.items()):
-        stage = folder / where
-        stage.mkdir(parents=True)
-        hist = _history(acc - 0.01 * i)
-        (stage / "result.json").write_text(json.dumps({
-            **head, "val_acc": hist[-1]["val_acc"], "val_loss": hist[-1]["val_loss"], "best_val_acc": hist[-1]["val_acc"],
-            "epochs_to_95": 2, "epochs": 2, "seconds": 0.2, "identity": ident}))
-        (stage / "metrics.jsonl").write_text("".join(json.dumps(h) + "\n" for h in hist))
-    return folder
 
 
 @pytest.mark.parametrize(
@@ -113,3 +93,46 @@ def test_report_of_two_runs_through_the_command_line(tmp_path: Path, capsys: pyt
     assert main(["report", str(a), str(b), "--out", str(tmp_path / "cmp")]) == 0
     out = capsys.readouterr().out
     assert "Student-KD [a]" in out and "Student-KD [b]" in out
+
+
+def test_low_lambda_of_selective_reliance_is_one_line_with_the_remedies(tmp_path: Path) -> None:
+    lam = {"kd-cl-sr": [0.0, 0.0, 0.03], "kd-cl-inv-sr": [0.2, 0.1, 0.0], "kd-sr-sample": [0.01, 0.01, 0.01]}
+    runs = [fake_run(tmp_path / f"seed{s}", seed=s, variants=("kd", "kd-cl-sr", "kd-cl-inv-sr", "kd-sr-sample"), lam=lam)
+            for s in range(2)]
+    write_report(runs, tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    notes = [line for line in md.splitlines() if line.startswith("**λ below 0.05:**")]
+    # kd-cl-sr: (0 + 0 + 0.03)/3 = 0.010; kd-sr-sample (per-sample policy) 0.010; kd-cl-inv-sr 0.100 is fine;
+    # kd's constant 0.5 is no selective reliance at all.
+    assert len(notes) == 1
+    assert "Student-KD-CL-SR (mean λ 0.010), kd-sr-sample (mean λ 0.010):" in notes[0]
+    assert "KD-CL'-SR" not in notes[0] and "Student-KD " not in notes[0]
+    assert "`curriculum.scorer: crossfit`" in notes[0] and "`data.teacher_fraction`" in notes[0]
+    assert md.index("## Table 2") < md.index(notes[0]) < md.index("## Statistics over seeds")
+    # The statistics table's mean λ column: the mean over seeds of each result.json lam_mean.
+    assert "| kd-cl-inv-sr | 2 | " in md and "| 0.100 |" in md.split("| kd-cl-inv-sr | 2 | ")[1].split("\n")[0]
+
+
+def test_no_lambda_note_when_selective_reliance_uses_its_teacher(tmp_path: Path) -> None:
+    runs = [fake_run(tmp_path / f"seed{s}", seed=s, lam={"kd-cl-sr": [0.05, 0.05, 0.05]}) for s in range(2)]
+    write_report(runs, tmp_path / "out")
+    assert "λ below" not in (tmp_path / "out" / "results.md").read_text()  # 0.05 itself is not below 0.05
+
+
+def test_claims_section_with_two_seeds_and_not_with_one(tmp_path: Path) -> None:
+    # kd beats unguided by exactly 6.25 pp on both seeds (binary-exact numbers, zero spread:
+    # p = 0, Holm 0): (a) supported. Everything else differs by seed-dependent amounts.
+    accs = [{"unguided": 0.5, "kd": 0.5625, "kd-cl": 0.625, "kd-cl-inv": 0.55, "kd-cl-sr": 0.84, "kd-cl-inv-sr": 0.80},
+            {"unguided": 0.25, "kd": 0.3125, "kd-cl": 0.25, "kd-cl-inv": 0.34, "kd-cl-sr": 0.70, "kd-cl-inv-sr": 0.75}]
+    runs = [fake_run(tmp_path / f"seed{s}", seed=s, variants=PAPER, accs=accs[s]) for s in range(2)]
+    write_report(runs, tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    assert "## The paper's claims, side by side" in md
+    section = md.split("## The paper's claims, side by side")[1]
+    assert "| (a) KD beats unguided, marginally | Student-KD − Student-Unguided | helps | 2 | +6.25 | [+6.25, +6.25] | 0 | 0 | supported |" in section
+    # (b) kd-cl − kd: +6.25, -6.25 pp -> mean 0, p = 1: consistent.
+    assert "| (b) a curriculum does not help | Student-KD-CL − Student-KD | no-help | 2 | +0.00 |" in section
+    assert section.count("consistent (no difference detected)") >= 1
+    one = fake_run(tmp_path / "single", variants=PAPER)
+    write_report([one], tmp_path / "out1")
+    assert "claims" not in (tmp_path / "out1" / "results.md").read_text()

@@ -1,4 +1,4 @@
-"""Reporting: turn per-run results into tables and statistics a reader can trust."""
+"""Reporting: turn per-run results into tables, statistics and figures a reader can trust."""
 
 from __future__ import annotations
 
@@ -6,15 +6,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+FIGURE_LAMBDA = "figure_lambda.png"
 
-def write_report(run_dirs: Sequence[Path], out: Path) -> str:
-    """results.md, results.csv and Figure 3 for the given run folders; returns Table 2 as text.
 
-    Every file is read and every table computed before the first write, so a damaged
-    result or a table that cannot be made leaves ``out`` as it was.
+def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] | None = None) -> str:
+    """results.md, results.csv, Figures 1 and 3 and the λ figure for the given run folders.
+
+    Returns Table 2 as text. ``curricula`` are the curriculum.csv files to draw as
+    Figure 1; by default those beside the runs or under their grid's ``shared/``
+    (:func:`selective_kd.report.runs.find_curricula`) that the students read. Every file is read and every table
+    computed before the first write, so a damaged result or a table that cannot be made
+    leaves ``out`` as it was.
     """
     from selective_kd.fileio import write_text
-    from selective_kd.report.figures import plot_convergence
+    from selective_kd.layout import FIGURE1, FIGURE3
+    from selective_kd.report.figures import (
+        plot_convergence,
+        plot_curriculum,
+        plot_lambda,
+    )
+    from selective_kd.report.runs import find_curricula, lambda_series, used_curricula
     from selective_kd.report.tables import collect_results, render_tables, row_name
 
     rows = collect_results(run_dirs)
@@ -28,10 +39,20 @@ def write_report(run_dirs: Sequence[Path], out: Path) -> str:
                 # comparing configurations: one line per run; otherwise one line (and seed band) per variant
                 curves.setdefault(row_name(r) if r["compare"] else r["model"], []).append(r["history"])
         if curves:
-            name = "figure3_convergence.png" if len(datasets) == 1 else f"figure3_convergence_{dataset}.png"
+            name = FIGURE3 if len(datasets) == 1 else f"figure3_convergence_{dataset}.png"
             figures.append((out / name, curves, f"{dataset}: validation metrics per epoch"))
+    lam = lambda_series(rows)
+    if curricula is None:  # found beside the runs or in their grid: draw those the students read
+        loaded = used_curricula(find_curricula(run_dirs), rows)
+    else:
+        loaded = used_curricula(list(map(Path, curricula)), [])
+    names = [FIGURE1] if len(loaded) == 1 else [f"figure1_curriculum_{'-'.join(f.parent.parts[-2:])}.png" for f, _, _ in loaded]
     write_text(out / "results.csv", tables.csv)
     write_text(out / "results.md", tables.markdown)
     for path, curves, title in figures:
         plot_convergence(curves, path, title=title)
+    if lam:
+        plot_lambda(lam, out / FIGURE_LAMBDA, title="λ per batch of the variants whose λ follows the batch")
+    for (_, cur, scorer), name in zip(loaded, names):
+        plot_curriculum(cur, out / name, scorer=scorer)
     return tables.text

@@ -32,10 +32,15 @@ from typing import Any, Literal
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.errors import UserError
-from selective_kd.report.stats import PairedComparison, check_confidence, holm_adjust, paired_compare
+from selective_kd.report.stats import (
+    PairedComparison,
+    check_confidence,
+    holm_adjust,
+    paired_compare,
+)
 from selective_kd.report.stats_markdown import DASH, fmt_p
 
-__all__ = ["Claim", "ClaimResult", "PAPER_CLAIMS", "claim_verdict", "evaluate_claims", "claims_markdown"]
+__all__ = ["PAPER_CLAIMS", "Claim", "ClaimResult", "claim_verdict", "claims_markdown", "evaluate_claims"]
 
 Expect = Literal["helps", "hurts", "no-help"]
 

@@ -1,4 +1,4 @@
-"""The paper's figures: Figure 1 (curriculum confidences) and Figure 3 (convergence)."""
+"""The paper's figures: Figure 1 (curriculum confidences), Figure 3 (convergence), and λ per batch."""
 
 from __future__ import annotations
 
@@ -48,25 +48,42 @@ def plot_curriculum(cur: Curriculum, path: Path, scorer: str = "teacher") -> Pat
         ax.scatter(pos[wrong[o]], gap[o][wrong[o]], s=5, alpha=0.8, color="tab:red", label=f"{scorer} wrong")
         ax.set_yscale("log")
         ax.set_title(title)
-        ax.set_xlabel("position in the order fed to the student (stratified: group k = k-th sample of each class)")
+        ax.set_xlabel("position in the order fed to the student")
     axes[0].set_ylabel(f"1 − {scorer} confidence (log)")
     axes[0].legend(loc="upper left", markerscale=4, fontsize=8)
-    fig.suptitle(f"Figure 1: curriculum scored by {scorer} ({conf.size} samples, "
-                 f"median confidence {np.median(conf):.4f}, {int(wrong.sum())} misclassified)", fontsize=10)
+    fig.suptitle(f"Figure 1: curriculum scored by {scorer} ({conf.size} samples, median confidence "
+                 f"{np.median(conf):.4f}, {int(wrong.sum())} misclassified; stratified: group k = k-th sample of each class)",
+                 fontsize=10)
     return _save(fig, path)
 
 
-def plot_lambda(series: Mapping[str, Sequence[float]], path: Path, title: str = "") -> Path:
-    """λ per batch against its position in an epoch, one line per variant (selective reliance)."""
-    fig, ax = plt.subplots(figsize=(8, 3.6))
-    for name, lam in series.items():
-        ax.plot(np.arange(1, len(lam) + 1), lam, label=name, lw=1)
-    ax.set_xlabel("batch position within the epoch")
-    ax.set_ylabel("λ (weight of the KD term)")
-    ax.set_ylim(-0.02, 1.02)
-    ax.legend(fontsize=8)
+def plot_lambda(groups: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], path: Path, title: str = "") -> Path:
+    """λ per batch against its position in an epoch: one panel per group, one line per variant.
+
+    ``groups[group][variant]`` holds one list per seed (the λ of each batch of an
+    epoch); the line is the mean over seeds and the band spans the lowest to the
+    highest seed. Why: selective reliance is meant to raise λ as batches get harder, and
+    a scorer that is sure of everything leaves it flat at 0; this shows which happened.
+    """
+    names = [g for g in groups if groups[g]]
+    fig, axes = plt.subplots(max(len(names), 1), 1, figsize=(8, 3.2 * max(len(names), 1)), sharex=True, squeeze=False)
+    for ax, group in zip(axes[:, 0], names):
+        for variant, seeds in groups[group].items():
+            length = min(len(s) for s in seeds)
+            values = np.array([s[:length] for s in seeds], dtype=float)
+            pos = np.arange(1, length + 1)
+            label = f"{PAPER_NAMES.get(variant, variant)} (n={len(seeds)}, mean λ {values.mean():.3f})"
+            (line,) = ax.plot(pos, values.mean(axis=0), label=label, lw=1.2)
+            if len(seeds) > 1:
+                ax.fill_between(pos, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
+        ax.set_ylabel("λ (weight of the KD term)")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{group}: last epoch, mean over seeds (band: lowest to highest seed)", fontsize=9)
+        ax.legend(fontsize=8)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    axes[-1, 0].set_xlabel("batch position within the epoch")
     if title:
-        ax.set_title(title, fontsize=10)
+        fig.suptitle(title, fontsize=10)
     return _save(fig, path)
 
 

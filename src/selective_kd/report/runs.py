@@ -13,11 +13,14 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.errors import UserError
 from selective_kd.fileio import read_jsonl
+
+if TYPE_CHECKING:
+    from selective_kd.curriculum.table import Curriculum
 
 CSV_COLUMNS = ["model", "dataset", "seed", "run", "arch", "init", "val_acc", "val_loss", "best_val_acc", "epochs_to_95", "epochs", "seconds"]
 
@@ -221,7 +224,7 @@ def lambda_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[li
     return out
 
 
-def read_curriculum_file(path: Path) -> tuple[Any, str]:
+def read_curriculum_file(path: Path) -> tuple[Curriculum, str]:
     """A curriculum.csv with its labels taken from the file itself, and its scorer's name.
 
     Why: regenerating Figure 1 from committed results must not need the dataset; the csv
@@ -256,7 +259,7 @@ def read_curriculum_file(path: Path) -> tuple[Any, str]:
     return cur, scorer
 
 
-def used_curricula(files: Sequence[Path], rows: Sequence[dict[str, Any]]) -> list[tuple[Path, Any, str]]:
+def used_curricula(files: Sequence[Path], rows: Sequence[dict[str, Any]]) -> list[tuple[Path, Curriculum, str]]:
     """(file, curriculum, scorer) of each file, keeping those some student read when students name one.
 
     Why: a grid sweeping curriculum settings keeps every curriculum under ``shared/``;

@@ -29,14 +29,14 @@ from scipy import stats as _st
 from selective_kd.errors import UserError
 
 __all__ = [
-    "Summary",
+    "SMALL_N",
     "PairedComparison",
-    "summarize",
-    "paired_compare",
+    "Summary",
     "check_confidence",
     "holm_adjust",
+    "paired_compare",
     "stats_table",
-    "SMALL_N",
+    "summarize",
 ]
 
 SMALL_N = 5  # below this many seeds a t-interval (n - 1 df) is wide: the tables say so

@@ -7,12 +7,12 @@ and every table ends with a note saying how each number was obtained.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from selective_kd.report.stats import SMALL_N, check_confidence
 
-__all__ = ["format_stats_markdown", "fmt_p", "is_missing", "md_cell", "DASH"]
+__all__ = ["DASH", "fmt_p", "format_stats_markdown", "is_missing", "md_cell"]
 
 DASH = "—"
 
@@ -147,7 +147,7 @@ def format_stats_markdown(
 
 
 def _note(
-    part: Sequence[Mapping[str, Any]], metric: str, conf_label: str, percent: bool, level: Any,
+    part: Sequence[Mapping[str, Any]], metric: str, conf_label: str, percent: bool, level: Callable[[Any], str],
     bases: Sequence[str], with_lam: bool,
 ) -> str:
     """How every number of one table was obtained, in one paragraph."""

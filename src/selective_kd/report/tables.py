@@ -25,7 +25,7 @@ from selective_kd.report.runs import CSV_COLUMNS, collect_results, variant_rank
 from selective_kd.report.stats import stats_table
 from selective_kd.report.stats_markdown import format_stats_markdown
 
-__all__ = ["collect_results", "render_tables", "row_name", "low_lambda_note", "Tables", "LOW_LAMBDA", "SELECTIVE_POLICIES"]
+__all__ = ["LOW_LAMBDA", "SELECTIVE_POLICIES", "Tables", "collect_results", "low_lambda_note", "render_tables", "row_name"]
 
 LOW_LAMBDA = 0.05  # a selective-reliance student below this mean λ barely used its teacher
 SELECTIVE_POLICIES = ("selective", "selective-sample")  # λ from the scorer's confidences
@@ -47,9 +47,10 @@ def _dedupe_teachers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for r in rows:
         key = (r["dataset"], r["val_acc"], r["val_loss"], r["epochs"])
-        if r["kind"] == "teacher" and key in seen:
-            continue
-        seen.add(key)
+        if r["kind"] == "teacher":
+            if key in seen:
+                continue
+            seen.add(key)  # teachers only: a student with the same numbers is no copy of it
         out.append(r)
     return out
 
@@ -62,9 +63,9 @@ def _teacher_table(teachers: list[dict[str, Any]], compare: bool) -> list[str]:
         run_cell = f"{r['label']} | " if compare else ""
         lines.append(f"| {run_cell}{r['dataset']} | {r['arch']} | {r['init']} | {r['seed']} | {_pct(r['val_acc'])} | "
                      f"{r['val_loss']:.4f} | {r['epochs']} |")
-    return lines + ["", "Validation accuracy and cross-entropy of each teacher at its last epoch: one training run per "
-                        "row (a grid trains one teacher per dataset and setting and shares it across seeds), "
-                        "nothing averaged.", ""]
+    note = ("Validation accuracy and cross-entropy of each teacher at its last epoch: one training run per row "
+            "(a grid trains one teacher per dataset and setting and shares it across seeds), nothing averaged.")
+    return [*lines, "", note, ""]
 
 
 def low_lambda_note(students: list[dict[str, Any]], threshold: float = LOW_LAMBDA) -> str | None:
@@ -118,13 +119,15 @@ def _student_table(students: list[dict[str, Any]], compare: bool, split: bool) -
     seeds_text = "one seed" if n_seeds == [1] else f"arithmetic mean over {'-'.join(map(str, n_seeds))} seeds"
     if compare:
         seeds_text += "; [name]: the run folder, one configuration each"
-    lines += ["", f"Validation accuracy and cross-entropy at the last epoch ({seeds_text}); epochs to 95%: first epoch "
-                  "whose validation accuracy reaches 95% of the run's best (the convergence figure), averaged the same way; "
-                  "spreads, intervals and tests are in the statistics below.", ""]
+    multi_seed = any(len(v) > 1 for v in cells.values())
+    below = "; spreads, intervals and tests are in the statistics below" if multi_seed and not compare else ""
+    note = (f"Validation accuracy and cross-entropy at the last epoch ({seeds_text}); epochs to 95%: first epoch whose "
+            f"validation accuracy reaches 95% of the run's best (the convergence figure), averaged the same way{below}.")
+    lines += ["", note, ""]
     note = low_lambda_note(students)
     if note:
         lines += [note, ""]
-    return lines, any(len(v) > 1 for v in cells.values())
+    return lines, multi_seed
 
 
 def _claims_section(students: list[dict[str, Any]]) -> list[str]:

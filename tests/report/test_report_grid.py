@@ -1,0 +1,127 @@
+"""`selective-kd report` on a grid folder holding results only (what the study commits):
+every table and figure comes back, Figure 1 from the curriculum the students read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from fakeruns import PAPER, fake_run, small_curriculum
+
+from selective_kd.cli import main
+from selective_kd.curriculum.table import write_curriculum
+from selective_kd.errors import UserError
+from selective_kd.experiments.curriculum_stage import curriculum_digest
+from selective_kd.report import write_report
+from selective_kd.report.runs import find_curricula, find_run_dirs, lambda_series
+
+FILES = {"result.json", "metrics.jsonl", "curriculum.csv", "curriculum.json", "config.yaml", "grid.json"}
+
+
+def committed_grid(root: Path, seeds: int = 2, scorer: str = "crossfit", extra_curriculum: bool = False) -> Path:
+    """A grid folder as the study commits it: results, metrics, curricula, configs, grid.json; no weights."""
+    shared = root / "shared" / "digits-0a1b"
+    cur = small_curriculum()
+    write_curriculum(shared / "curriculum-c0ffee" / "curriculum.csv", cur)
+    (shared / "curriculum-c0ffee" / "curriculum.json").write_text(json.dumps({"scorer": scorer, "samples": 20}))
+    if extra_curriculum:  # another setting's curriculum that no student here read
+        write_curriculum(shared / "curriculum-beef" / "curriculum.csv", small_curriculum(seed=1))
+    fake_run(shared, variants=())  # the shared teacher: teacher/result.json only
+    lam = {"kd-cl-sr": [0.0, 0.1, 0.2], "kd-cl-inv-sr": [0.2, 0.1, 0.0]}
+    for s in range(seeds):
+        run = fake_run(root / "runs" / "digits" / f"seed{s}", seed=s, variants=PAPER, teacher=False,
+                       curriculum=curriculum_digest(cur), lam=lam, acc=0.9 - 0.01 * s)
+        (run / "config.yaml").write_text(f"seed: {s}\n")
+    (root / "grid.json").write_text(json.dumps({"runs": [], "shared": []}))
+    return root
+
+
+def test_committed_grid_regenerates_everything(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = committed_grid(tmp_path / "study-p3", seeds=3)
+    assert {p.name for p in grid.rglob("*") if p.is_file()} <= FILES  # nothing but committed files
+    drawn: list[tuple[Any, str, str]] = []
+    from selective_kd.report import figures
+
+    real = figures.plot_curriculum
+    monkeypatch.setattr(figures, "plot_curriculum",
+                        lambda cur, path, scorer="teacher": drawn.append((cur, scorer, path.name)) or real(cur, path, scorer))
+    out = tmp_path / "regenerated"
+    assert main(["report", str(grid), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"results.md", "results.csv", "figure1_curriculum.png",
+                                               "figure3_convergence.png", "figure_lambda.png"}
+    md = (out / "results.md").read_text()
+    assert "| digits | resnet34 | from scratch | 0 |" in md  # Table 1 from the shared teacher
+    assert "mean over 3 seeds" in md and "## Statistics over seeds: val_acc" in md
+    assert "## The paper's claims, side by side" in md
+    assert len((out / "results.csv").read_text().splitlines()) == 1 + 1 + 3 * len(PAPER)
+    # Figure 1 from the csv alone: labels read from the file, scorer named by curriculum.json.
+    [(cur, scorer, name)] = drawn
+    assert scorer == "crossfit" and name == "figure1_curriculum.png"
+    assert torch.equal(cur.order, small_curriculum().order) and torch.equal(cur.scores.label, torch.arange(20) % 2)
+    assert "Student-KD-CL-SR" in capsys.readouterr().out
+    assert not any(grid.glob("results.md"))  # --out elsewhere leaves the committed folder alone
+
+
+def test_grid_folder_without_out_reports_into_itself(tmp_path: Path) -> None:
+    grid = committed_grid(tmp_path / "g")
+    assert main(["report", str(grid)]) == 0
+    assert (grid / "results.md").is_file() and (grid / "figure1_curriculum.png").is_file()
+
+
+def test_run_folders_are_found_in_seed_order_with_the_shared_teacher(tmp_path: Path) -> None:
+    grid = committed_grid(tmp_path / "g", seeds=11)
+    found = find_run_dirs([grid])
+    assert found[:11] == [grid / "runs" / "digits" / f"seed{s}" for s in range(11)]  # seed10 after seed9
+    assert found[11:] == [grid / "shared" / "digits-0a1b"]
+    assert find_run_dirs([found[0]]) == [found[0]]  # a run folder stands for itself
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="holds no finished stage"):
+        find_run_dirs([tmp_path / "empty"])
+
+
+def test_only_the_curriculum_the_students_read_is_drawn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    grid = committed_grid(tmp_path / "g", extra_curriculum=True)
+    runs = find_run_dirs([grid])
+    assert len(find_curricula(runs)) == 2
+    names: list[str] = []
+    from selective_kd.report import figures
+
+    monkeypatch.setattr(figures, "plot_curriculum", lambda cur, path, scorer="teacher": names.append(path.name))
+    write_report(runs, tmp_path / "out")
+    assert names == ["figure1_curriculum.png"]
+    names.clear()
+    write_report(runs, tmp_path / "out2", curricula=find_curricula(runs))  # given explicitly: all of them
+    assert names == ["figure1_curriculum_digits-0a1b-curriculum-beef.png", "figure1_curriculum_digits-0a1b-curriculum-c0ffee.png"]
+
+
+def test_a_run_folder_beside_a_shared_folder_without_grid_json_is_no_grid(tmp_path: Path) -> None:
+    # runs/digits under a project root that happens to have a shared/ folder: not a grid.
+    write_curriculum(tmp_path / "shared" / "x" / "curriculum.csv", small_curriculum())
+    run = fake_run(tmp_path / "runs" / "digits")
+    assert find_curricula([run]) == []
+
+
+def test_damaged_curriculum_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
+    grid = committed_grid(tmp_path / "g")
+    csv = grid / "shared" / "digits-0a1b" / "curriculum-c0ffee" / "curriculum.csv"
+    lines = csv.read_text().splitlines()
+    fields = lines[5].split(",")
+    fields[1] = "x"  # a label that is no number
+    csv.write_text("\n".join(lines[:5] + [",".join(fields)] + lines[6:]) + "\n")
+    with pytest.raises(UserError, match="curriculum .*curriculum.csv is malformed") as info:
+        write_report(find_run_dirs([grid]), tmp_path / "out")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_lambda_figure_data_is_the_last_epoch_of_each_seed(tmp_path: Path) -> None:
+    from selective_kd.report.tables import collect_results
+
+    grid = committed_grid(tmp_path / "g", seeds=2)
+    series = lambda_series(collect_results(find_run_dirs([grid])))
+    # Only the variants whose λ follows the batch (policy selective), one list per seed.
+    assert series == {"digits": {"kd-cl-sr": [[0.0, 0.1, 0.2]] * 2, "kd-cl-inv-sr": [[0.2, 0.1, 0.0]] * 2}}
