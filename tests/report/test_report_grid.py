@@ -3,6 +3,7 @@ every table and figure comes back, Figure 1 from the curriculum the students rea
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,11 @@ def test_committed_grid_regenerates_everything(tmp_path: Path, capsys: pytest.Ca
     assert "| digits | resnet34 | from scratch | 0 |" in md  # Table 1 from the shared teacher
     assert "mean over 3 seeds" in md and "## Statistics over seeds: val_acc" in md
     assert "## The paper's claims, side by side" in md
-    assert len((out / "results.csv").read_text().splitlines()) == 1 + 1 + 3 * len(PAPER)
+    with open(out / "results.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert len(table) == 1 + 3 * len(PAPER)
+    lam = {(r["model"], r["seed"]): r["lam_mean"] for r in table}
+    assert lam["teacher", "0"] == "" and float(lam["kd-cl-sr", "2"]) == pytest.approx(0.1) and float(lam["kd", "0"]) == 0.5
     # Figure 1 from the csv alone: labels read from the file, scorer named by curriculum.json.
     [(cur, scorer, name)] = drawn
     assert scorer == "crossfit" and name == "figure1_curriculum.png"
@@ -107,11 +112,11 @@ def test_a_run_folder_beside_a_shared_folder_without_grid_json_is_no_grid(tmp_pa
 
 def test_damaged_curriculum_is_one_line_and_nothing_is_written(tmp_path: Path) -> None:
     grid = committed_grid(tmp_path / "g")
-    csv = grid / "shared" / "digits-0a1b" / "curriculum-c0ffee" / "curriculum.csv"
-    lines = csv.read_text().splitlines()
+    path = grid / "shared" / "digits-0a1b" / "curriculum-c0ffee" / "curriculum.csv"
+    lines = path.read_text().splitlines()
     fields = lines[5].split(",")
     fields[1] = "x"  # a label that is no number
-    csv.write_text("\n".join(lines[:5] + [",".join(fields)] + lines[6:]) + "\n")
+    path.write_text("\n".join(lines[:5] + [",".join(fields)] + lines[6:]) + "\n")
     with pytest.raises(UserError, match="curriculum .*curriculum.csv is malformed") as info:
         write_report(find_run_dirs([grid]), tmp_path / "out")
     assert "\n" not in str(info.value)

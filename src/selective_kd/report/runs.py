@@ -22,7 +22,8 @@ from selective_kd.fileio import read_jsonl
 if TYPE_CHECKING:
     from selective_kd.curriculum.table import Curriculum
 
-CSV_COLUMNS = ["model", "dataset", "seed", "run", "arch", "init", "val_acc", "val_loss", "best_val_acc", "epochs_to_95", "epochs", "seconds"]
+CSV_COLUMNS = ["model", "dataset", "seed", "run", "arch", "init", "val_acc", "val_loss", "best_val_acc", "epochs_to_95", "epochs", "seconds",
+               "lam_mean"]
 
 
 def variant_rank(name: str) -> tuple[int, str]:
@@ -63,7 +64,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "kind": "teacher" if r.get("model") == "teacher" else "student",
                 "init": f"pretrained ({Path(r['pretrained']).name})" if r.get("pretrained") else "from scratch",
                 "teacher_fraction": data.get("teacher_fraction"),
-                "lam_mean": _number_or_none(r.get("lam_mean")),
+                "lam_mean": None if r["model"] == "teacher" else _number_or_none(r.get("lam_mean")),
                 "policy": variant.get("policy"),
                 "curriculum": ident.get("curriculum"),  # digest of the curriculum it read, if any
             })
