@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,16 +28,20 @@ def readme_example() -> str:
     return found.group(1)
 
 
-def run_example(code: str) -> str:
-    """Run ``code`` as a script and return what it printed (one intra-op thread: the test
-    machines are shared, and spinning threads then cost far more than they save)."""
-    out, threads = io.StringIO(), torch.get_num_threads()
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: on shared test machines spinning threads cost far more than they save."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    try:
-        with contextlib.redirect_stdout(out):
-            exec(compile(code, str(README), "exec"), {"__name__": "__main__"})  # noqa: S102 - the README, run as a script
-    finally:
-        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_example(code: str) -> str:
+    """Run ``code`` as a script and return what it printed."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "__main__"})  # noqa: S102 - the README, run as a script
     return out.getvalue()
 
 
