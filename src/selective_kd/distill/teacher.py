@@ -59,7 +59,8 @@ def tensor_digest(*tensors: Tensor) -> str:
     for t in tensors:
         a = t.detach().cpu().contiguous()
         h.update(str((tuple(a.shape), str(a.dtype))).encode())
-        h.update(a.view(torch.uint8).numpy().tobytes() if a.dtype != torch.bool else a.numpy().tobytes())
+        flat = a.reshape(-1)  # 0-d tensors (BatchNorm's num_batches_tracked) have no byte view of their own
+        h.update(flat.view(torch.uint8).numpy().tobytes() if a.dtype != torch.bool else flat.numpy().tobytes())
     return h.hexdigest()
 
 
