@@ -13,10 +13,10 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     """results.md, results.csv, Figures 1 and 3 and the λ figure for the given run folders.
 
     Returns Table 2 as text. ``curricula`` are the curriculum.csv files to draw as
-    Figure 1; by default those beside the runs or under their grid's ``shared/``
-    (:func:`selective_kd.report.runs.find_curricula`) that the students read. Every file is read and every table
-    computed before the first write, so a damaged result or a table that cannot be made
-    leaves ``out`` as it was.
+    Figure 1; by default those beside the runs or under their grid's ``shared/`` that the
+    students read (:func:`selective_kd.report.runs.find_curricula`). Every file is read
+    and every table computed before the first write, so a damaged result, curriculum or
+    a table that cannot be made leaves ``out`` as it was.
     """
     from selective_kd.fileio import write_text
     from selective_kd.layout import FIGURE1, FIGURE3

@@ -113,7 +113,7 @@ def _student_table(students: list[dict[str, Any]], compare: bool, split: bool) -
             acc = sum(r["val_acc"] for r in runs) / len(runs)
             loss = sum(r["val_loss"] for r in runs) / len(runs)
             e95 = sum(r["epochs_to_95"] for r in runs) / len(runs)
-            cols += [_pct(acc), f"{loss:.4f}", f"{e95:g}"]
+            cols += [_pct(acc), f"{loss:.4f}", f"{e95:.3g}"]
         lines.append(f"| {m} | " + " | ".join(cols) + " |")
     n_seeds = sorted({len(v) for v in cells.values()})
     seeds_text = "one seed" if n_seeds == [1] else f"arithmetic mean over {'-'.join(map(str, n_seeds))} seeds"
@@ -122,7 +122,8 @@ def _student_table(students: list[dict[str, Any]], compare: bool, split: bool) -
     multi_seed = any(len(v) > 1 for v in cells.values())
     below = "; spreads, intervals and tests are in the statistics below" if multi_seed and not compare else ""
     note = (f"Validation accuracy and cross-entropy at the last epoch ({seeds_text}); epochs to 95%: first epoch whose "
-            f"validation accuracy reaches 95% of the run's best (the convergence figure), averaged the same way{below}.")
+            f"validation accuracy reaches 95% of the run's best (the convergence figure){', averaged the same way' if multi_seed else ''}"
+            f"{below}.")
     lines += ["", note, ""]
     note = low_lambda_note(students)
     if note:
@@ -146,7 +147,7 @@ def _claims_section(students: list[dict[str, Any]]) -> list[str]:
         return []
     lines = ["## The paper's claims, side by side", ""]
     for d, md in parts:
-        lines += ([f"### {d}", ""] if len(datasets) > 1 else []) + [md]
+        lines += [*([f"### {d}", ""] if len(datasets) > 1 else []), md.rstrip("\n"), ""]
     return lines
 
 
@@ -165,7 +166,8 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
                 acc = metric == "val_acc"
                 stats = stats_table(students, metric=metric, bounds=(0.0, 1.0) if acc else None,
                                     means_of=("lam_mean",) if acc else ())
-                lines += [f"## Statistics over seeds: {metric}", "", format_stats_markdown(stats, metric=metric, percent=acc), ""]
+                body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
+                lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
     return "\n".join(lines)
 
