@@ -1,0 +1,8 @@
+"""The GPU tests share ``gpu_helpers`` (marks, the pipeline's GPU runtime, true-fp32 switches)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/gpu/gpu_helpers.py
