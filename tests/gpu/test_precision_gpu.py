@@ -8,7 +8,8 @@ computed in float32 from upcast logits (``distill.loss``). Measured with CPU bf1
 autocast on this ResNet-18 (batch 128, 10 batches): at most 1.8e-4. Computing the loss
 in bf16 instead gave 4e-4 to 6e-3, and the dtype checks below catch that case outright.
 Gradients through bf16 BatchNorm at initialisation are noisier (cosine to float32
-0.974-0.985 measured), so they are checked for direction and size, not element-wise.
+0.974-0.985 measured, norms within 0.3%), so they are checked for direction (cosine at
+least 0.9) and size (norm within 10%), not element-wise.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from selective_kd.models import build_model
 
 pytestmark = GPU_ONLY
 LOSS_RTOL = 1e-3
-GRAD_COSINE = 0.95
+GRAD_COSINE = 0.9
 GRAD_NORM_RATIO = (0.9, 1.1)
 
 
