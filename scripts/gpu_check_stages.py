@@ -180,7 +180,7 @@ STAGES: tuple[Stage, ...] = (
                                      str(p.test_images)], read_data),
     Stage("teacher", 75, ("data",), lambda p: ["-m", "selective_kd", *p.pipeline("teacher")], read_teacher),
     Stage("curriculum", 60, ("teacher",), lambda p: ["-m", "selective_kd", *p.pipeline("curriculum")], read_curriculum),
-    Stage("student-kd", 100, ("teacher",),
+    Stage("student-kd", 140, ("teacher",),
           lambda p: ["-m", "selective_kd", *p.pipeline("student", "--variant", "kd")], read_student_kd),
     Stage("student-kd-cl-sr", 50, ("curriculum", "student-kd"),
           lambda p: ["-m", "selective_kd", *p.pipeline("student", "--variant", "kd-cl-sr")], read_student_kd_cl_sr),
