@@ -127,6 +127,8 @@ def run_stage(stage: Stage, plan: Plan, out: Out, log_path: Path, limit: float) 
     out.say(f"[gpu-check] {stage.name}: {' '.join(cmd)}  (timeout {limit:.0f} s)")
     start = log_path.stat().st_size
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH")) if p)}
+    if plan.rehearsal:
+        env["CUDA_VISIBLE_DEVICES"] = ""  # a rehearsal is the CPU's, even on a machine with a GPU
     t0 = time.perf_counter()
     with open(log_path, "a", encoding="utf-8") as fh:
         proc = subprocess.Popen(["timeout", "-k", "10", f"{limit:.0f}", *cmd], stdout=fh, stderr=subprocess.STDOUT,
