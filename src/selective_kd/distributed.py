@@ -12,6 +12,7 @@ metrics are summed across ranks; only rank 0 writes files.
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +41,11 @@ def init_from_env(use_cuda: bool) -> Dist:
     if world <= 1:
         return Dist()
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        # a long timeout: rank 0 alone builds the teacher cache while the others wait
+        kwargs: dict = {"timeout": timedelta(hours=2)}
+        if use_cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if use_cuda else "gloo", **kwargs)
     return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 

@@ -74,6 +74,8 @@ def resolve_runtime(cfg: Config) -> Runtime:
         torch.cuda.set_device(device)
     precision = cfg.precision if cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
     dtype = torch.bfloat16 if precision == "bf16" else None
+    if on_gpu and precision == "fp32":  # fp32 means fp32: cuDNN would run convolutions in TF32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
     # channels_last by default on GPUs (tensor cores). Not on CPUs: torch 2.13's CPU kernels
     # corrupt the heap in the backward pass of narrow ResNets (4-8 base channels) on 28×28
     # inputs with odd batch sizes in channels_last (a segfault every time at batch 25), though

@@ -38,16 +38,22 @@ def scores_from_logits(logits: Tensor, labels: Tensor) -> Scores:
 def teacher_logits(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """Logits of ``model`` in eval mode over ``x`` (on the model's device), in batches, in fp32.
 
-    Always float32, never autocast: under bf16 only about half of the digits samples kept
+    Always float32, never autocast and never TF32 (which cuDNN uses for fp32 convolutions
+    on recent GPUs, ~1e-3 error): under bf16 only about half of the digits samples kept
     their exact curriculum position, and an order must not depend on the device.
     """
     was_training = model.training
     model.eval()
     out = []
-    for start in range(0, x.shape[0], batch_size):
-        with torch.autocast(x.device.type, enabled=False):
-            out.append(model(x[start : start + batch_size].float()).float())
-    model.train(was_training)
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        for start in range(0, x.shape[0], batch_size):
+            with torch.autocast(x.device.type, enabled=False):
+                out.append(model(x[start : start + batch_size].float()).float())
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
+        model.train(was_training)
     return torch.cat(out)
 
 

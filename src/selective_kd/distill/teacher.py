@@ -9,6 +9,7 @@ the fallback and the reference the cache is tested against.
 from __future__ import annotations
 
 import hashlib
+import sys
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def compute_view_logits(
     count = views.count if views else 1
     n = x.shape[0]
     out: Tensor | None = None
-    bar = tqdm(total=n * count, desc="teacher cache", disable=quiet, leave=False, unit="img")
+    bar = tqdm(total=n * count, desc="teacher cache", disable=quiet or not sys.stderr.isatty(), leave=False, unit="img")
     for v in range(count):
         for start in range(0, n, batch_size):
             xb = x[start : start + batch_size]
