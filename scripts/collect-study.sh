@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 for src in runs/study-*/; do
   name=$(basename "$src"); name=${name#study-}; dest="study/$name"
-  [ -f "$src/grid.json" ] || continue
+  [ -d "$src/runs" ] || continue
   mkdir -p "$dest"
   (cd "$src" && find . \( -name grid.json -o -name config.yaml -o -name result.json -o -name metrics.jsonl \
       -o -name curriculum.csv -o -name curriculum.json \) -print0) | while IFS= read -r -d '' f; do
