@@ -49,7 +49,7 @@ from selective_kd.errors import UserError
 from selective_kd.experiments.curriculum_stage import curriculum_digest
 from selective_kd.experiments.identity import curriculum_identity, file_digest, student_identity, teacher_identity
 from selective_kd.experiments.plans import StudentPlan
-from selective_kd.experiments.stage import _finish, _finished, precision, summarize_history
+from selective_kd.experiments.stage import finish_stage, finished_result, precision, summarize_history
 from selective_kd.experiments.student_stage import student_views, teacher_signal_mode
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher
 from selective_kd.fileio import read_jsonl, write_json
@@ -176,7 +176,7 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
            identity: dict[str, Any], runtime: Runtime, make: Callable[[], tuple[EpochPlan, Objective, dict[str, Any]]],
            desc: str, quiet: bool, callbacks: Sequence[Callback]) -> History:
     """A finished stage's weights and history, or the stage trained (resumed) with ``engine.fit``."""
-    if (done := _finished(files, identity)) is not None:
+    if (done := finished_result(files, identity)) is not None:
         model.load_state_dict(load_checkpoint(files.model)["state_dict"])
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return History(read_jsonl(files.metrics), done, model, files.dir)
@@ -186,7 +186,7 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
                   eval_batch_size=cfg.eval_batch_size, desc=desc, quiet=quiet,
                   callbacks=[*callbacks_for(cfg, files.dir, stage.epochs), *callbacks])
     result = {"model": desc, **extra, **summarize_history(history), "identity": identity}
-    result = _finish(files, model, {"identity": identity, "class": identity["model"]["class"]}, result, runtime)
+    result = finish_stage(files, model, {"identity": identity, "class": identity["model"]["class"]}, result, runtime)
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
     return History(history, result, model, files.dir)
 

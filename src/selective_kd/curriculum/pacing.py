@@ -102,22 +102,24 @@ def check_pacing_params(name: str, params: dict[str, object], where: str) -> Non
     """Parameters that make a pacing function meaningless are refused before training."""
     from selective_kd.errors import UserError
 
-    def need(ok: bool, text: str) -> None:
+    rules = {
+        "a": (lambda v: v > 0, "must be positive (the fraction of training after which all data is used)"),
+        "b": (lambda v: 0 < v <= 1, "must be in (0, 1] (the fraction of data available at the start)"),
+        "start": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+        "inc": (lambda v: v > 1, "must be above 1"),
+        "step": (lambda v: v > 0, "must be positive (a fraction of training)"),
+    }
+    for key, value in params.items():
+        if key == "steps":
+            ok = isinstance(value, list) and len(value) > 0 and all(float(x) > 0 for x in value)
+            text = "must be a non-empty list of positive fractions"
+        elif key in rules:
+            test, text = rules[key]
+            ok = test(float(value))  # type: ignore[arg-type]
+        else:
+            continue
         if not ok:
-            raise UserError(f"config key '{where}.{text}'")
-
-    if "a" in params:
-        need(float(params["a"]) > 0, "a': must be positive (the fraction of training after which all data is used)")  # type: ignore[arg-type]
-        need(0 < float(params["b"]) <= 1, "b': must be in (0, 1] (the fraction of data available at the start)")  # type: ignore[arg-type]
-    if "start" in params:
-        need(0 < float(params["start"]) <= 1, "start': must be in (0, 1]")  # type: ignore[arg-type]
-    if "inc" in params:
-        need(float(params["inc"]) > 1, "inc': must be above 1")  # type: ignore[arg-type]
-    if "step" in params:
-        need(float(params["step"]) > 0, "step': must be positive (a fraction of training)")  # type: ignore[arg-type]
-    if "steps" in params:
-        steps = params["steps"]
-        need(isinstance(steps, list) and len(steps) > 0 and all(float(s) > 0 for s in steps), "steps': a non-empty list of positive fractions")
+            raise UserError(f"config key '{where}.{key}': {text}")
 
 
 def available(fraction: float, n: int, batch_size: int) -> int:
@@ -157,17 +159,18 @@ class Pacer:
     def steps(self, epoch: int) -> int:
         return steps_per_epoch(self.n, self.batch_size)
 
-    def fraction(self, epoch: int, step: int) -> float:
-        """g(t/T) at a step of an epoch."""
-        s = self.steps(epoch)
+    def fraction(self, epoch: int, step: int, steps: int | None = None) -> float:
+        """g(t/T) at a step of an epoch (``steps``: the epoch's step count, if known)."""
+        s = self.steps(epoch) if steps is None else steps
         return self.fn((epoch * s + step) / (self.epochs * s))
 
     def batches(self, order: Tensor, epoch: int) -> list[Tensor]:
         if not self.paced:
             return split_batches(order, self.batch_size)
         gen = epoch_generator(self.seed, epoch, stream=2)
+        steps = self.steps(epoch)
         out = []
-        for s in range(self.steps(epoch)):
-            m = available(self.fraction(epoch, s), self.n, self.batch_size)
+        for s in range(steps):
+            m = available(self.fraction(epoch, s, steps), self.n, self.batch_size)
             out.append(order[torch.randperm(m, generator=gen)[: self.batch_size]])
         return out

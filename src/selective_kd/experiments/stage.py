@@ -65,7 +65,7 @@ def read_result(path: Path) -> dict[str, Any]:
     return result
 
 
-def _finished(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
+def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The stage's result if it finished with these settings and its files are whole; error if other settings."""
     if not files.result.exists():
         return None
@@ -79,7 +79,7 @@ def _finished(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | N
     return result
 
 
-def _finish(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
+def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     if runtime.dist.is_main:
         save_checkpoint(files.model, {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
         result = {**result, "model_sha256": file_digest(files.model)}
@@ -145,7 +145,7 @@ def precision(runtime: Runtime) -> str:
 def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Dataset, files: StageFiles,
                      identity: dict[str, Any], seed: int, runtime: Runtime, desc: str, quiet: bool) -> dict[str, Any]:
     """Train a model of ``stage``'s architecture with cross-entropy on ``train`` (teacher, scorer models)."""
-    if (done := _finished(files, identity)) is not None:
+    if (done := finished_result(files, identity)) is not None:
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return done
     torch.manual_seed(seed)
@@ -167,7 +167,7 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     )
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
-    return _finish(files, model, _model_meta(stage, data, identity), result, runtime)
+    return finish_stage(files, model, _model_meta(stage, data, identity), result, runtime)
 
 
 def run_teacher(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from selective_kd.watch import callbacks_for
 
 log = logging.getLogger("selective_kd")
 from selective_kd.experiments.curriculum_stage import curriculum_digest
-from selective_kd.experiments.stage import _finish, _finished, _model_meta, load_teacher, precision, read_teacher_checkpoint, summarize_history
+from selective_kd.experiments.stage import finish_stage, finished_result, _model_meta, load_teacher, precision, read_teacher_checkpoint, summarize_history
 
 
 # --------------------------------------------------------------------------- students
@@ -99,7 +99,7 @@ def run_student(
         signal=signal_name, precision=precision(runtime),
     )
     files = paths.student(variant)
-    if (done := _finished(files, identity)) is not None:
+    if (done := finished_result(files, identity)) is not None:
         log.info("student %s: already trained (val_acc %.4f)", variant, done["val_acc"])
         return done
     train, val = data.student_train.to(runtime.device), data.val.to(runtime.device)
@@ -131,6 +131,6 @@ def run_student(
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f mean λ %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"],
              result["lam_mean"], result["seconds"])
-    return _finish(files, model, _model_meta(scfg, data, identity), result, runtime)
+    return finish_stage(files, model, _model_meta(scfg, data, identity), result, runtime)
 
 
