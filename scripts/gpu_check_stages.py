@@ -115,7 +115,8 @@ def read_bench(plan: Plan, text: str) -> dict[str, Any]:
         raise StageFailed("the bench wrote no JSON")
     r = json.loads(path.read_text())
     return {"images_per_s": {k: r[k] for k in ("reference", "engine_online", "engine_cached", "scoring")},
-            "peak_fraction": r.get("peak_fraction"), "datasheet_peak": r.get("datasheet_peak"), "result": r}
+            "peak_fraction": r.get("peak_fraction"), "datasheet_peak": r.get("datasheet_peak"),
+            "profile_table": str(plan.work / "profile.txt"), "result": r}
 
 
 def read_data(plan: Plan, text: str) -> dict[str, Any]:
@@ -158,7 +159,7 @@ def read_torchrun(plan: Plan, text: str) -> dict[str, Any]:
 
 
 def _bench(plan: Plan) -> list[str]:
-    size = ["--images", str(plan.bench_images), "--batch-size", str(plan.bench_batch)]
+    size = ["--images", str(plan.bench_images), "--batch-size", str(plan.bench_batch), "--profile", str(plan.work / "profile.txt")]
     if plan.rehearsal:
         return ["-m", "selective_kd", "bench", "--device", "cpu", "--teacher-arch", "resnet18", *size,
                 "--steps", "1", "--warmup", "0", "--json", str(plan.work / "bench.json")]

@@ -18,6 +18,7 @@ import torch
 
 from selective_kd import bench, engine
 from selective_kd.bench import add_bench_parser, bench_command, format_results
+from selective_kd.bench.command import run_bench
 from selective_kd.bench.peaks import datasheet_peak, peak_fractions
 from selective_kd.config import Config
 from selective_kd.data.augment import Views
@@ -86,6 +87,23 @@ def test_tiny_bench_writes_every_number(tmp_path: Path, capsys: pytest.CaptureFi
     printed = capsys.readouterr().out
     for label in ("reference", "engine_online", "engine_cached", "scoring", "(c)/(a)", "(b)/(a)", "random fp16 table"):
         assert label in printed
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_profile_says_where_the_cached_step_spends_its_time(tmp_path: Path) -> None:
+    table = tmp_path / "profile.txt"
+    results = run_bench(_args([*TINY, "--profile", str(table)]))
+    top = results["profile_top"]
+    assert 0 < len(top) <= 15
+    names = [row["name"] for row in top]
+    # A ResNet step is convolutions: their forward or backward is among the costliest operators.
+    assert any("conv" in name for name in names[:5]), names
+    times = [row["self_cpu_ms_per_step"] for row in top]
+    assert times == sorted(times, reverse=True) and times[0] > 0
+    text = table.read_text()
+    assert "Self CPU" in text and names[0] in text
+    assert run_bench(_args(TINY))["profile_top"] is None  # nothing is profiled unless asked
 
 
 @pytest.mark.usefixtures("one_thread")

@@ -60,6 +60,7 @@ def test_rehearsal_runs_every_stage_and_records_it(tmp_path: Path) -> None:
     assert list(stages) == ["tests", "bench", "data", "teacher", "curriculum", "student-kd", "student-kd-cl-sr", "torchrun"]
     assert all(s["status"] == "ok" and s["seconds"] > 0 for s in stages.values()), stages
     assert set(stages["bench"]["images_per_s"]) == {"reference", "engine_online", "engine_cached", "scoring"}
+    assert stages["bench"]["result"]["profile_top"] and Path(stages["bench"]["profile_table"]).is_file()
     assert stages["data"]["train_images"] == 300
     assert stages["curriculum"]["samples"] == 300
     cache = stages["student-kd"]["cache"]

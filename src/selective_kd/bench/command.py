@@ -13,7 +13,9 @@ import torch
 from selective_kd.bench.common import FLIP, IMAGE_SHAPE, NUM_CLASSES, PADDING, SCORING_BATCH, device_name
 from selective_kd.bench.common import load_average, random_logit_table, synthetic_data
 from selective_kd.bench.engine_variants import engine_step
-from selective_kd.bench.measure import forward_flops, interleaved_rates, peak_flops, scoring_rate, student_step_flops
+from selective_kd.bench.measure import (
+    forward_flops, interleaved_rates, peak_flops, profile_steps, scoring_rate, student_step_flops,
+)
 from selective_kd.bench.peaks import datasheet_peak, peak_fractions
 from selective_kd.bench.reference import reference_step
 from selective_kd.bench.report import format_results
@@ -39,6 +41,8 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--compile", action="store_true", help="torch.compile the student in the engine variants")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
+    p.add_argument("--profile", type=Path, default=None, metavar="PATH",
+                   help="also profile 10 steps of engine_cached (torch.profiler) and write its operator table to PATH")
 
 
 def bench_command(args: argparse.Namespace) -> int:
@@ -80,6 +84,10 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     say("  engine_online: data on the device, vectorised views, OnlineTeacher")
     say(f"  engine_cached: CachedTeacher over a random {tuple(table.shape)} fp16 table")
     rates = interleaved_rates(variants, steps, args.warmup, runtime.device)
+    profiled = None
+    if args.profile is not None:
+        say(f"profile: 10 steps of engine_cached -> {args.profile}")
+        profiled = profile_steps(variants["engine_cached"], 10, runtime.device, args.profile)
     del variants, table
 
     say(f"scoring: teacher inference over {args.images} images, batch {min(SCORING_BATCH, args.images)}")
@@ -120,6 +128,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         # fp32 convolutions (the reference, scoring) run as TF32 on Ampere and later when this is on
         "tf32_convolutions": torch.backends.cudnn.allow_tf32 if runtime.device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
+        "profile_top": profiled,  # engine_cached's operators by self device (CUDA) or CPU time, per step
         "load_average": [load_before, load_average()],  # 1-minute, before and after: was the machine shared?
     }
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -104,3 +106,27 @@ def forward_flops(arch: str, batch_size: int) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return float(counter.get_total_flops())
+
+
+def profile_steps(step: StepFn, steps: int, device: torch.device, path: Path) -> list[dict[str, Any]]:
+    """Where one variant's step spends its time: ``torch.profiler`` over ``steps`` steps.
+
+    Writes the operator table (sorted by device time on CUDA, CPU time otherwise) to
+    ``path`` and returns its top 15 rows, so a missed speed goal says what to fix.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step()  # nothing the profiler sees should be a first call
+    sync(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        sync(device)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    events = prof.key_averages()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(events.table(sort_by=key, row_limit=40) + "\n", encoding="utf-8")
+    rows = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:15]
+    return [{"name": e.key, "calls": e.count, "self_cpu_ms_per_step": e.self_cpu_time_total / 1e3 / steps,
+             "self_device_ms_per_step": e.self_device_time_total / 1e3 / steps} for e in rows]

@@ -81,7 +81,11 @@ def cache_key(teacher_digest: str, x: Tensor, y: Tensor, views: Views | None, in
 def compute_view_logits(
     model: nn.Module, x: Tensor, views: Views | None, runtime: Runtime, batch_size: int, quiet: bool = True
 ) -> Tensor:
-    """Teacher logits for every sample and every view: N×V×C float16 on the CPU."""
+    """Teacher logits for every sample and every view: N×V×C float16 on the CPU.
+
+    The table is filled on ``x``'s device and copied to the CPU once at the end: a copy
+    per batch would make the host wait for the GPU after every batch.
+    """
     model.eval()
     count = views.count if views else 1
     n = x.shape[0]
@@ -91,17 +95,18 @@ def compute_view_logits(
         for start in range(0, n, batch_size):
             xb = x[start : start + batch_size]
             if views is not None:
-                xb = views.apply(xb, torch.full((xb.shape[0],), v, dtype=torch.long))
+                xb = views.apply(xb, torch.full((xb.shape[0],), v, dtype=torch.long, device=xb.device))
             if runtime.channels_last:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with runtime.autocast():
                 logits = model(xb).float()
             if out is None:
-                out = torch.empty((n, count, logits.shape[1]), dtype=torch.float16)
-            out[start : start + xb.shape[0], v] = logits.to("cpu", torch.float16)
+                out = torch.empty((n, count, logits.shape[1]), dtype=torch.float16, device=logits.device)
+            out[start : start + xb.shape[0], v] = logits.to(torch.float16)
             bar.update(xb.shape[0])
     bar.close()
     assert out is not None
+    out = out.cpu()
     if not torch.isfinite(out).all():
         raise UserError(
             "teacher logits overflow float16 in the teacher cache (|logit| > 65504): "
