@@ -37,6 +37,12 @@ def test_overrides_are_typed() -> None:
     assert (cfg.seed, cfg.teacher.epochs, cfg.student.lr, cfg.distill.variants) == (3, 7, 5e-4, ["kd", "kd-cl-sr"])
 
 
+def test_compile_is_on_off_or_a_torch_compile_mode() -> None:
+    assert load_config(None, []).compile is False
+    assert load_config(None, ["compile=true"]).compile is True
+    assert load_config(None, ["compile=reduce-overhead"]).compile == "reduce-overhead"
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
@@ -48,6 +54,7 @@ def test_overrides_are_typed() -> None:
         ("distill.variants=[kd, nope]", "unknown variant 'nope'"),
         ("batch_size=1", "config key 'batch_size': must be at least 2"),
         ("nokey", "is not key=value"),
+        ("compile=fast", "config key 'compile': expected bool or 'default' | 'reduce-overhead'"),
     ],
 )
 def test_bad_overrides_name_the_key(override: str, message: str) -> None:

@@ -46,11 +46,18 @@ class Runtime:
     device: torch.device
     autocast_dtype: torch.dtype | None  # bf16 on GPUs by default, None (fp32) on CPU
     channels_last: bool
-    compile: bool
+    compile: bool | str  # False, True (torch.compile's default mode) or a torch.compile mode name
     dist: Dist = Dist()  # this process's rank under torchrun; a single process by default
 
     def autocast(self) -> Any:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def compiled(self, model: nn.Module) -> nn.Module:
+        """``model`` under ``torch.compile`` in the configured mode, or as it is when compile is off."""
+        if self.compile is False:
+            return model
+        mode = None if self.compile is True else self.compile
+        return torch.compile(model, mode=mode)  # type: ignore[return-value]
 
     def prepare(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
@@ -294,8 +301,7 @@ def fit(
     step_model: nn.Module = model
     if d.enabled:
         step_model = nn.parallel.DistributedDataParallel(model, device_ids=[runtime.device.index] if runtime.device.type == "cuda" else None)
-    if runtime.compile:
-        step_model = torch.compile(step_model)  # type: ignore[assignment]
+    step_model = runtime.compiled(step_model)
     epoch_steps = [plan.steps(e) for e in range(stage.epochs)]
     total = sum(epoch_steps)
     quiet = quiet or not d.is_main

@@ -1,4 +1,5 @@
-"""A ``torch.compile``d student step equals the eager one (``compile: true`` in a config).
+"""A ``torch.compile``d student step equals the eager one (``compile: true`` or
+``compile: reduce-overhead``, which replays CUDA graphs, in a config).
 
 Two steps of ``engine.train_step`` (the KD objective, backward, SGD with momentum and
 weight decay) on the same batches, eager and compiled as ``fit`` compiles it, on the GPU
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 from gpu_helpers import DEVICE, GPU_ONLY, cifar_like, fp32_gpu_runtime, true_fp32
 
@@ -65,14 +67,15 @@ def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return (a.double() - b.double()).norm().item() / den if den else float((a != b).any())
 
 
-def test_compiled_student_step_equals_eager() -> None:
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])  # reduce-overhead: the step replays CUDA graphs
+def test_compiled_student_step_equals_eager(mode: str | None) -> None:
     torch.manual_seed(0)
     runtime = fp32_gpu_runtime()
     start = runtime.prepare(build_model("resnet18", 10, 3, "cifar", width=0.5)).train()
     eager, compiled = copy.deepcopy(start), copy.deepcopy(start)
     with true_fp32():
         eager_losses, grads_e = _train(eager, eager)
-        compiled_losses, grads_c = _train(compiled, torch.compile(compiled))
+        compiled_losses, grads_c = _train(compiled, torch.compile(compiled, mode=mode))
     torch.testing.assert_close(compiled_losses, eager_losses, rtol=1e-4, atol=0.0)
     assert _relative(grads_c, grads_e) <= 1e-2, f"first step's gradients differ by {_relative(grads_c, grads_e):.1e}"
 

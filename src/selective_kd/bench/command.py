@@ -39,7 +39,10 @@ def add_bench_parser(sub: Any) -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps before timing (default: 2)")
     p.add_argument("--images", type=int, default=2048, help="size of the synthetic training set (default: 2048)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results as JSON to PATH")
-    p.add_argument("--compile", action="store_true", help="torch.compile the student in the engine variants")
+    p.add_argument("--compile", nargs="?", const=True, default=False, metavar="MODE",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="torch.compile the student in the engine variants; MODE: default, reduce-overhead (CUDA graphs), "
+                        "max-autotune, max-autotune-no-cudagraphs")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
     p.add_argument("--profile", type=Path, default=None, metavar="PATH",
                    help="also profile 10 steps of engine_cached (torch.profiler) and write its operator table to PATH")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from selective_kd import engine
 from selective_kd.bench.common import LAM, STEP_STAGE, TEMPERATURE, StepFn, new_student
@@ -43,7 +43,7 @@ def engine_step(
     student is wrapped in ``torch.compile``, as ``fit`` does.
     """
     student = runtime.prepare(new_student(student_arch, runtime.device))
-    step_model: nn.Module = torch.compile(student) if runtime.compile else student  # type: ignore[assignment]
+    step_model = runtime.compiled(student)
     opt = engine.make_optimizer(student, STEP_STAGE)
     objective = DistillObjective(teacher, ConstantLambda(LAM), TEMPERATURE)
     train = Split(x, y)

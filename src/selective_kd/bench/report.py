@@ -24,10 +24,12 @@ def format_results(r: dict[str, Any]) -> str:
     ref = r["reference"]
     fractions = r.get("peak_fraction") or {}
     sheet = r.get("datasheet_peak")
+    mode = r["compile"]
+    compiled = "" if not mode else ", compiled" if mode is True else f", compiled ({mode})"
     lines = [
         f"selective-kd bench: teacher {r['teacher']} -> student {r['student']}, batch {r['batch_size']}, "
         f"{r['device']}, {r['precision']}{', channels_last' if r['channels_last'] else ''}"
-        f"{', compiled' if r['compile'] else ''}, torch {r['torch']}",
+        f"{compiled}, torch {r['torch']}",
         "",
         f"{'':<26}{'images/s':>12}{'vs reference':>15}{'of ' + sheet if sheet else '':>28}",
     ]

@@ -120,7 +120,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
-    compile: bool = False
+    # true: torch.compile's default mode; a mode name picks it (reduce-overhead replays CUDA graphs:
+    # one launch per step instead of hundreds, for small models that leave the GPU waiting on Python)
+    compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
     logging: Literal["none", "tensorboard"] = "none"  # tensorboard: each stage also writes events to <stage>/tb/ (see watch.py)
     data: DataConfig = field(default_factory=DataConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
