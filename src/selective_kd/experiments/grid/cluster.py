@@ -54,13 +54,16 @@ class RayExecutor:
         self._pending.clear()
 
 
-def gpus_per_run(requested: float | None) -> float:
-    """``--gpus-per-run``, or 1 when this machine sees a GPU, else 0."""
+def gpus_per_run(requested: float | None, cluster: dict[str, float]) -> float:
+    """``--gpus-per-run``, or 1 when the Ray cluster has GPUs, else 0.
+
+    The cluster's resources decide, not this machine's: a grid submitted from a laptop
+    without a GPU to a GPU cluster must still ask for GPUs (Ray hides the GPUs from a
+    task that asked for none, so its runs would silently train on the CPU).
+    """
     if requested is not None:
         return requested
-    import torch
-
-    return 1.0 if torch.cuda.is_available() else 0.0
+    return 1.0 if cluster.get("GPU", 0.0) > 0 else 0.0
 
 
 @contextlib.contextmanager
