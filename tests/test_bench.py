@@ -177,7 +177,18 @@ def test_table_shows_the_fraction_of_the_datasheet_peak() -> None:
     }
     text = format_results(results)
     assert "of H100 SXM bf16 dense" in text and "10.1%" in text and "37.6%" in text
-    assert "compiled" in text and "989.00 T" in text
+    assert "compiled," in text and "989.00 T" in text
+    assert ", compiled (reduce-overhead)," in format_results({**results, "compile": "reduce-overhead"})
+    assert "compiled" not in format_results({**results, "compile": False})
+
+
+def test_compile_flag_takes_an_optional_torch_compile_mode() -> None:
+    assert _args([]).compile is False
+    assert _args(["--compile"]).compile is True  # the default mode
+    assert _args(["--compile", "reduce-overhead"]).compile == "reduce-overhead"
+    assert _args(["--compile", "--quiet"]).compile is True  # a following flag is not taken for a mode
+    with pytest.raises(SystemExit):
+        _args(["--compile", "fastest"])
 
 
 @pytest.mark.parametrize(

@@ -112,7 +112,9 @@ def profile_steps(step: StepFn, steps: int, device: torch.device, path: Path) ->
     """Where one variant's step spends its time: ``torch.profiler`` over ``steps`` steps.
 
     Writes the operator table (sorted by device time on CUDA, CPU time otherwise) to
-    ``path`` and returns its top 15 rows, so a missed speed goal says what to fix.
+    ``path`` and returns its top 15 rows, so a missed speed goal says what to fix. Rows
+    nest (an aten operator, the kernels it launches, a compiled graph's call around them):
+    read them one by one, never sum them.
     """
     from torch.profiler import ProfilerActivity, profile
 

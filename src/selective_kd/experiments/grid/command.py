@@ -30,7 +30,7 @@ def add_grid_parser(sub: Any) -> None:
                         "or a cluster address such as ray://head:10001")
     p.add_argument("--retries", type=int, default=1, help="times a failed run is tried again (default 1)")
     p.add_argument("--cpus-per-run", type=float, default=1.0, help="Ray: CPUs reserved per run (default 1)")
-    p.add_argument("--gpus-per-run", type=float, default=None, help="Ray: GPUs reserved per run (default 1 if the Ray cluster has GPUs, else 0)")
+    p.add_argument("--gpus-per-run", type=float, default=None, help="Ray: GPUs reserved per run (default 1 if the Ray cluster has GPUs when the grid starts, else 0; give it on an autoscaling cluster whose GPU nodes are not up yet)")
     p.add_argument("--quiet", action="store_true", help="no progress lines, only results and errors")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, plus the axes seeds=3 | seeds=[0,4,7], datasets=[digits,cifar10], "
