@@ -71,8 +71,7 @@ class Stage:
 
 def _epochs(stage_dir: Path) -> list[dict[str, Any]]:
     path = stage_dir / "metrics.jsonl"
-    if not path.is_file():
-        raise StageFailed(f"{path} was not written")
+    _written(path, f"{path} was not written")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -83,6 +82,13 @@ def _epoch_fields(plan: Plan, stage_dir: Path) -> dict[str, Any]:
             "train_loss": last["train_loss"], "val_acc": last["val_acc"], "lam_mean": last.get("lam_mean")}
 
 
+def _written(path: Path, missing: str) -> Path:
+    """``path``, which the stage should have written; ``missing`` is the failure when it did not."""
+    if not path.is_file():
+        raise StageFailed(missing)
+    return path
+
+
 def _find(pattern: str, text: str, what: str) -> re.Match[str]:
     found = re.search(pattern, text)
     if found is None:
@@ -91,9 +97,7 @@ def _find(pattern: str, text: str, what: str) -> re.Match[str]:
 
 
 def read_tests(plan: Plan, text: str) -> dict[str, Any]:
-    junit = plan.work / "junit.xml"
-    if not junit.is_file():
-        raise StageFailed("pytest wrote no junit.xml")
+    junit = _written(plan.work / "junit.xml", "pytest wrote no junit.xml")
     cases: dict[str, str] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         tags = {child.tag for child in case}
@@ -110,9 +114,7 @@ def read_tests(plan: Plan, text: str) -> dict[str, Any]:
 
 
 def read_bench(plan: Plan, text: str) -> dict[str, Any]:
-    path = plan.work / "bench.json"
-    if not path.is_file():
-        raise StageFailed("the bench wrote no JSON")
+    path = _written(plan.work / "bench.json", "the bench wrote no JSON")
     r = json.loads(path.read_text())
     return {"images_per_s": {k: r[k] for k in ("reference", "engine_online", "engine_cached", "scoring")},
             "peak_fraction": r.get("peak_fraction"), "datasheet_peak": r.get("datasheet_peak"),
@@ -121,8 +123,7 @@ def read_bench(plan: Plan, text: str) -> dict[str, Any]:
 
 def read_data(plan: Plan, text: str) -> dict[str, Any]:
     archive = plan.work / "data" / "cifar-10-python.tar.gz"
-    if not archive.is_file():
-        raise StageFailed(f"{archive} was not written")
+    _written(archive, f"{archive} was not written")
     return {"train_images": plan.train_images, "test_images": plan.test_images, "archive_bytes": archive.stat().st_size}
 
 
