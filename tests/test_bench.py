@@ -207,6 +207,16 @@ def test_bad_input_is_a_one_line_user_error(argv: list[str], message: str) -> No
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("flag", ["--json", "--profile"])
+def test_an_output_under_a_file_is_refused_before_measuring(flag: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "f").write_text("a file")
+    import selective_kd.bench.command as command
+
+    monkeypatch.setattr(command, "synthetic_data", lambda n: pytest.fail("measuring started"))
+    with pytest.raises(UserError, match=f"{flag} .*inside .*f, which is a file, not a folder"):
+        bench_command(_args(["--device", "cpu", flag, str(tmp_path / "f" / "sub" / "out")]))
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible: cuda is a valid device here")
 def test_cuda_without_a_gpu_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no GPU is visible"):

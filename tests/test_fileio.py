@@ -12,7 +12,9 @@ import pytest
 
 from selective_kd import fileio
 from selective_kd.errors import UserError
-from selective_kd.fileio import atomic_write, remove_stale_temps, torch_save, write_json, write_text
+from selective_kd.fileio import (
+    atomic_write, refuse_file_as_folder, remove_stale_temps, torch_save, write_json, write_text,
+)
 
 
 @pytest.fixture
@@ -121,3 +123,13 @@ def test_remove_stale_temps_recognises_the_temps_atomic_write_makes(tmp_path: Pa
     assert len(seen) == 1 and list(tmp_path.iterdir()) == []
     (tmp_path / seen[0]).write_bytes(b"cut short")  # what the kill would have left
     assert remove_stale_temps(tmp_path) == [tmp_path / seen[0]]
+
+
+def test_a_folder_that_is_or_sits_under_a_file_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("keep me")
+    with pytest.raises(UserError, match=r"^--out .*f is a file, not a folder"):
+        refuse_file_as_folder(tmp_path / "f")
+    with pytest.raises(UserError, match=r"^--json x: .*f/a/b is inside .*f, which is a file"):
+        refuse_file_as_folder(tmp_path / "f" / "a" / "b", flag="--json x:")
+    refuse_file_as_folder(tmp_path / "new" / "deeper")  # missing folders under a folder are fine: created later
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "keep me"

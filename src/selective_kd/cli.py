@@ -26,6 +26,7 @@ import yaml
 
 from selective_kd.config import Config, dump_yaml, read_config, to_dict
 from selective_kd.errors import UserError
+from selective_kd.fileio import refuse_file_as_folder
 
 if TYPE_CHECKING:
     from selective_kd.experiments.pipeline import RunPaths
@@ -70,18 +71,13 @@ def _paths(cfg: Config, args: argparse.Namespace) -> RunPaths:
     from selective_kd.experiments.pipeline import RunPaths
 
     out = args.out or Path("runs") / cfg.name
-    _refuse_file_as_folder(out)
+    refuse_file_as_folder(out)
     teacher = getattr(args, "teacher", None)
     if teacher is not None and teacher.suffix == ".pt":
         if teacher.name != "model.pt":
             raise UserError(f"--teacher {teacher}: pass a teacher folder or its model.pt written by `selective-kd teacher`")
         teacher = teacher.parent
     return RunPaths.under(out, teacher, getattr(args, "curriculum", None))
-
-
-def _refuse_file_as_folder(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a folder: pass a folder (it is created when missing)")
 
 
 def _write_config(out: Path, cfg: Config, bases: tuple[str, ...], only_if_new: bool) -> None:
@@ -131,7 +127,7 @@ def dispatch(args: argparse.Namespace) -> int:
         from selective_kd.report.runs import find_run_dirs
 
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
-        _refuse_file_as_folder(out)
+        refuse_file_as_folder(out)
         print(write_report(find_run_dirs(args.runs), out))
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'} and the figures in {out}")
         return 0

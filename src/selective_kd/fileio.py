@@ -43,6 +43,20 @@ def _umask() -> int:
     return mask
 
 
+def refuse_file_as_folder(folder: str | os.PathLike[str], flag: str = "--out") -> None:
+    """Refuse, before any work, a folder to be written that cannot be: it, or a parent, is a file.
+
+    Checked up front so a long run does not end in a traceback when it first writes.
+    """
+    folder = Path(folder)
+    for place in (folder, *folder.parents):
+        if place.exists():
+            if not place.is_dir():
+                what = "is a file" if place == folder else f"is inside {place}, which is a file"
+                raise UserError(f"{flag} {folder} {what}, not a folder: pass a folder (it is created when missing)")
+            return
+
+
 def write_error(path: Path, exc: OSError) -> UserError | None:
     """The one-line error for a write a user can fix (full disk, read-only folder); None for other errors."""
     if exc.errno in _NO_SPACE:

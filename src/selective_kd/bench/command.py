@@ -24,7 +24,7 @@ from selective_kd.data.augment import Views
 from selective_kd.distill.teacher import CachedTeacher, OnlineTeacher
 from selective_kd.engine import Runtime, resolve_runtime
 from selective_kd.errors import UserError
-from selective_kd.fileio import write_json
+from selective_kd.fileio import refuse_file_as_folder, write_json
 from selective_kd.models import ARCHS, build_model
 
 
@@ -154,6 +154,9 @@ def _check(args: argparse.Namespace, steps: int) -> None:
         raise UserError(f"--warmup {args.warmup}: must be 0 or more")
     if args.images < args.batch_size:
         raise UserError(f"--images {args.images}: must be at least --batch-size ({args.batch_size})")
+    for flag, path in (("--json", args.json), ("--profile", args.profile)):
+        if path is not None:  # refused now, not after minutes of measuring
+            refuse_file_as_folder(path.parent, flag=f"{flag} {path}: the folder")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from selective_kd.experiments.grid.ledger import read_ledger, updated_ledger
 from selective_kd.experiments.grid.results import GRID_FILE, finish, grid_summary
 from selective_kd.experiments.grid.schedule import Progress, Record, Say, run_grid
 from selective_kd.experiments.grid.spec import build_spec
-from selective_kd.fileio import write_json
+from selective_kd.fileio import refuse_file_as_folder, write_json
 
 
 def add_grid_parser(sub: Any) -> None:
@@ -43,6 +43,7 @@ def grid_command(args: argparse.Namespace) -> int:
     _check_flags(args)
     spec = build_spec(args.config, overrides)
     out = Path(args.out) if args.out is not None else Path("runs") / f"grid-{spec.base.name}"
+    refuse_file_as_folder(out)
     grid = expand(spec, out.resolve())
     say = Progress(args.quiet)
     say(grid.describe())
