@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from selective_kd.checkpoint import load_checkpoint, save_checkpoint
+from selective_kd.checkpoint import MODEL_FIELDS, load_checkpoint, save_checkpoint
 from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split
@@ -97,24 +97,20 @@ def _model_meta(stage: StageConfig, data: Dataset, identity: dict[str, Any]) -> 
     }
 
 
-def read_teacher_checkpoint(path: Path) -> dict[str, Any]:
-    """A finished teacher's model.pt; a missing or unreadable one says how to get a good one."""
-    if not path.is_file():
-        raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
-    try:
-        return load_checkpoint(path)
-    except UserError:
-        raise UserError(
-            f"teacher checkpoint {path} cannot be read (damaged, or more than tensors and plain data): "
-            f"delete the folder {path.parent} to train the teacher again, or pass --teacher PATH"
-        ) from None
+def read_teacher_checkpoint(path: Path, what: str = "teacher") -> dict[str, Any]:
+    """A finished stage's model.pt (the teacher's, or a scorer model's), checked against its schema."""
+    if not path.exists() and not path.is_symlink():
+        if what == "teacher":
+            raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
+        raise UserError(f"{what} checkpoint {path} not found: run the stage that trains it (`selective-kd curriculum`)")
+    fix = (f"delete the folder {path.parent} to train the teacher again, or pass --teacher PATH" if what == "teacher"
+           else f"delete the folder {path.parent} to train it again")
+    return load_checkpoint(path, MODEL_FIELDS, f"{what} checkpoint", fix)
 
 
 def load_model(path: Path, data: Dataset, runtime: Runtime, what: str = "teacher") -> tuple[nn.Module, dict[str, Any]]:
     """A finished stage's model, checked against the dataset it will see."""
-    ckpt = read_teacher_checkpoint(path)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
-        raise UserError(f"{what} checkpoint {path} is not a selective-kd model (model.pt from `selective-kd teacher`)")
+    ckpt = read_teacher_checkpoint(path, what)
     if ckpt["num_classes"] != data.num_classes:
         raise UserError(
             f"{what} checkpoint {path} predicts {ckpt['num_classes']} classes but {data.name} has "

@@ -32,13 +32,18 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     match by name and shape; ``fc`` is replaced for the dataset's classes. A file of another
     architecture is a :class:`UserError` naming the keys that do not match.
     """
+    import warnings
+
+    from selective_kd.reading import open_regular
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pretrained weights {path} not found: set teacher.pretrained to a torchvision-format .pth file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read pretrained weights {path}: {exc.__class__.__name__}; is it a torch state_dict?") from None
+    with open_regular(path, "pretrained weights", "set teacher.pretrained to a torchvision-format .pth file") as fh:
+        try:
+            with warnings.catch_warnings():  # torch's warnings would print above our one-line error
+                warnings.simplefilter("ignore")
+                state = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise UserError(f"cannot read pretrained weights {path}: {exc.__class__.__name__}; is it a torch state_dict?") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
