@@ -61,7 +61,7 @@ def check_fields(obj: Any, fields: Sequence[Field], where: str, fix: str) -> dic
     for f in fields:
         if f.name not in obj:
             if f.required:
-                raise UserError(f"{where} lacks the field {f.name!r}: {fix}")
+                raise UserError(f"{where} lacks {f.name!r}: {fix}")
             continue
         value = obj[f.name]
         if not any(_is(value, t) for t in f.types):
@@ -114,3 +114,45 @@ def flat_records(records: Any, where: str, fix: str, max_items: int = 10_000_000
         if total > max_items:
             raise UserError(f"{where}: the history holds more than {max_items:,} values, more than training writes: {fix}")
     return records
+
+
+#: A finished stage's ``result.json`` (what ``report`` and a rerun read back).
+RESULT_FIELDS: tuple[Field, ...] = (
+    Field("model", (str,)),
+    Field("val_acc", (float,), valid=lambda v: 0 <= v <= 1, expect="a fraction in [0, 1]"),
+    Field("val_loss", (float,)),
+    Field("epochs", (float,), valid=is_number, expect="a finite number"),
+    Field("best_val_acc", (float,), required=False, valid=lambda v: 0 <= v <= 1, expect="a fraction in [0, 1]"),
+    Field("epochs_to_95", (float,), required=False, valid=is_number, expect="a finite number"),
+    Field("seconds", (float, None), required=False),
+    Field("arch", (str, None), required=False),
+    Field("pretrained", (str, None), required=False),
+    Field("model_sha256", (str,), required=False),
+    Field("identity", (dict,), required=False),
+)
+
+#: The parts of a result's ``identity`` the report groups by.
+RESULT_IDENTITY_FIELDS: tuple[Field, ...] = (
+    Field("seed", (int, None), required=False),
+    Field("data", (dict,), required=False),
+    Field("variant", (dict,), required=False),
+    Field("curriculum", (str, None), required=False),
+)
+_DATA_FIELDS: tuple[Field, ...] = (
+    Field("dataset", (str, None), required=False),
+    Field("teacher_fraction", (float, None), required=False),
+)
+_VARIANT_FIELDS: tuple[Field, ...] = (Field("policy", (str, None), required=False),)
+
+
+def check_result(obj: Any, where: str, fix: str) -> dict[str, Any]:
+    """A ``result.json``'s content checked against :data:`RESULT_FIELDS` (and its identity's parts)."""
+    check_fields(obj, RESULT_FIELDS, where, fix)
+    ident = obj.get("identity")
+    if isinstance(ident, dict):
+        check_fields(ident, RESULT_IDENTITY_FIELDS, f"{where} (identity)", fix)
+        if isinstance(ident.get("data"), dict):
+            check_fields(ident["data"], _DATA_FIELDS, f"{where} (identity.data)", fix)
+        if isinstance(ident.get("variant"), dict):
+            check_fields(ident["variant"], _VARIANT_FIELDS, f"{where} (identity.variant)", fix)
+    return obj

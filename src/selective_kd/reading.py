@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from selective_kd.errors import UserError
 
-__all__ = ["MAX_JSON_BYTES", "file_kind", "loads_json", "open_regular", "read_bytes", "read_json", "read_text",
+__all__ = ["MAX_JSON_BYTES", "file_kind", "loads_json", "parse_json", "open_regular", "read_bytes", "read_json", "read_text",
            "regular_file"]
 
 #: The largest JSON (or JSON-lines) file we read: ours are kilobytes to a few megabytes.
@@ -122,7 +122,7 @@ def read_text(path: str | os.PathLike[str], what: str = "file", fix: str = "repl
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{what} {path} is not UTF-8 text (undecodable byte at offset {exc.start}): {fix}") from None
+        raise UserError(f"{what} {path} is corrupt or cut short (not UTF-8 text: undecodable byte at offset {exc.start}): {fix}") from None
 
 
 def _bounded_int(text: str) -> int:
@@ -146,18 +146,29 @@ def _depth(obj: Any) -> int:
     return deepest
 
 
-def loads_json(text: str, where: str, fix: str) -> Any:
-    """``json.loads`` with integers of at most 40 digits and nesting of at most 64 levels."""
+def parse_json(text: str) -> Any:
+    """``json.loads`` with integers of at most 40 digits and nesting of at most 64 levels.
+
+    Raises :class:`ValueError` with a short reason (the callers word the error).
+    """
     try:
         obj = json.loads(text, parse_int=_bounded_int)
     except RecursionError:
-        raise UserError(f"{where} is nested too deeply to be a file we wrote: {fix}") from None
+        raise ValueError("nested too deeply") from None
     except ValueError as exc:
         reason = str(exc).splitlines()[0][:120] if str(exc).strip() else exc.__class__.__name__
-        raise UserError(f"{where} is not valid JSON ({reason}): {fix}") from None
+        raise ValueError(f"not valid JSON: {reason}") from None
     if _depth(obj) > MAX_JSON_DEPTH:
-        raise UserError(f"{where} is nested more than {MAX_JSON_DEPTH} levels deep, deeper than any file we write: {fix}")
+        raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep")
     return obj
+
+
+def loads_json(text: str, where: str, fix: str) -> Any:
+    """:func:`parse_json`, its problems a one-line :class:`UserError` naming ``where``."""
+    try:
+        return parse_json(text)
+    except ValueError as exc:
+        raise UserError(f"{where} is corrupt or cut short ({exc}): {fix}") from None
 
 
 def read_json(path: str | os.PathLike[str], what: str = "file", fix: str = "replace it with the file itself",
@@ -170,5 +181,11 @@ def read_jsonl(path: str | os.PathLike[str], what: str = "file", fix: str = "rep
                max_bytes: int = MAX_JSON_BYTES) -> list[Any]:
     """One JSON value per non-empty line of a regular file (see :func:`read_json`)."""
     text = read_text(path, what, fix, max_bytes)
-    return [loads_json(line, f"{what} {path} line {i + 1}", fix)
-            for i, line in enumerate(io.StringIO(text)) if line.strip()]
+    rows = []
+    for i, line in enumerate(io.StringIO(text)):
+        if line.strip():
+            try:
+                rows.append(parse_json(line))
+            except ValueError as exc:
+                raise UserError(f"{path} is corrupt or cut short (line {i + 1}: {exc}): {fix}") from None
+    return rows

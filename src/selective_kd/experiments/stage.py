@@ -8,7 +8,6 @@ the keys that differ.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,9 @@ from selective_kd.experiments.identity import (
     precision_of,
     teacher_identity,
 )
+from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
+from selective_kd.reading import parse_json, read_text
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model, load_pretrained
 from selective_kd.watch import callbacks_for
@@ -56,13 +57,15 @@ def summarize_history(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_result(path: Path) -> dict[str, Any]:
     """A stage's result.json; a damaged one is a one-line error naming the folder to delete."""
+    fix = f"delete the folder {path.parent} to redo that stage"
+    text = read_text(path, "result", fix)  # a folder or a FIFO is refused in one line
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} cannot be read ({exc.__class__.__name__}): delete the folder {path.parent} to redo that stage") from None
+        result = parse_json(text)
+    except ValueError as exc:
+        raise UserError(f"{path} cannot be read ({exc}): {fix}") from None
     if not isinstance(result, dict):
-        raise UserError(f"{path} does not hold a stage result: delete the folder {path.parent} to redo that stage")
-    return result
+        raise UserError(f"{path} does not hold a stage result: {fix}")
+    return check_result(result, str(path), fix)
 
 
 def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
