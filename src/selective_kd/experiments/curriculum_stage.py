@@ -85,8 +85,11 @@ def curriculum_digest(cur: Curriculum) -> str:
 
 def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> Curriculum:
     """Score the student's training set and order it easy to hard (Figure 1), with the configured scorer."""
+    from selective_kd.curriculum.scorers import check_scorer_data
+
     cur_cfg = resolve_curriculum(cfg)
     comp = SCORERS.get(cur_cfg.scorer)
+    check_scorer_data(cur_cfg.scorer, cur_cfg.params, data.student_train.y, "curriculum.params")
     digest = None
     if "teacher" in comp.needs:
         read_teacher_checkpoint(paths.teacher.model)
