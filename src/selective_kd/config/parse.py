@@ -220,10 +220,13 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
     """A file's keys merged over those of its base chain, and the chain (nearest first)."""
     from selective_kd.yamlfile import read_yaml_mapping
 
+    from selective_kd.reading import regular_file
+
     if path.is_dir():
         raise UserError(f"config file {path} is a folder: pass a YAML file (see configs/)")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
+    regular_file(path, "config file", "pass --config with a YAML file (see configs/)")  # a FIFO would block
     values = read_yaml_mapping(path)
     if "base" not in values:
         return values, ()
