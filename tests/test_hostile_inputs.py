@@ -253,7 +253,7 @@ MODEL_CASES = {
     "arch-not-text": ({"arch": 5}, "'arch'"),
     "arch-missing": ({"arch": KeyError}, "'arch'"),
     "in_channels-text": ({"in_channels": "1"}, "'in_channels'"),
-    "width-missing": ({"width": KeyError}, "'width'"),
+    "num_classes-missing": ({"num_classes": KeyError}, "'num_classes'"),
     "width-negative": ({"width": -1.0}, "'width'"),
     "stem-null": ({"stem": None}, "'stem'"),
     "state_dict-missing": ({"state_dict": KeyError}, "'state_dict'"),
@@ -278,9 +278,9 @@ def test_a_model_checkpoint_with_newer_fields_still_loads(tmp_path: Path) -> Non
     from selective_kd.experiments.stage import load_model
 
     path = tmp_path / "model.pt"
-    torch.save({**_model_ckpt(), "arch_params": {"depth": 18}, "objective": {"step": torch.tensor(3)}}, path)
+    torch.save({**_model_ckpt(), "arch_params": {"width": 0.0625, "stem": "cifar"}, "objective": {"step": torch.tensor(3)}}, path)
     model, ckpt = load_model(path, _Data(), _Runtime())  # type: ignore[arg-type]
-    assert ckpt["arch_params"] == {"depth": 18} and model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+    assert ckpt["arch_params"]["width"] == 0.0625 and model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
 
 
 @pytest.mark.parametrize("change,field", [

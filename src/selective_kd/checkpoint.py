@@ -34,8 +34,9 @@ MODEL_FIELDS: tuple[Field, ...] = (
     Field("arch", (str,)),
     Field("num_classes", (int,), valid=lambda v: 1 <= v <= 1_000_000, expect="a class count from 1 to 1,000,000"),
     Field("in_channels", (int,), valid=lambda v: 1 <= v <= 4096, expect="a channel count from 1 to 4096"),
-    Field("width", (float,), valid=lambda v: is_positive(v) and v <= 64, expect="a positive width multiplier up to 64"),
-    Field("stem", (str,), valid=lambda v: v in _STEMS, expect=" or ".join(_STEMS)),
+    # width and stem: what records before arch_params rebuild a ResNet from (models.build_recorded)
+    Field("width", (float,), required=False, valid=lambda v: is_positive(v) and v <= 64, expect="a positive width multiplier up to 64"),
+    Field("stem", (str,), required=False, valid=lambda v: v in _STEMS, expect=" or ".join(_STEMS)),
     Field("input_size", (int, None), required=False, valid=lambda v: 1 <= v <= 4096, expect="a size in pixels"),
     Field("identity", (dict,), required=False),
     Field("arch_params", (dict,), required=False),  # architecture parameters beyond width and stem

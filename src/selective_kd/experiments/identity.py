@@ -48,9 +48,25 @@ def stage_identity(cfg: Config, role: str, precision: str, seed: int | None = No
         "data": data_identity(cfg),
         "seed": cfg.seed if seed is None else seed,
         "batch_size": stage.batch_size or cfg.batch_size,
-        role: to_dict(stage),
+        role: stage_section(stage, role),
         "precision": precision,
     }
+
+
+def stage_section(stage: StageConfig, role: str) -> dict[str, Any]:
+    """The whole stage section, its model's ``arch_params`` resolved (defaults filled in, so
+    naming a default changes nothing). A model without parameters of its own (``width`` and
+    ``stem`` are stage keys) leaves ``arch_params`` out: the identities of runs made before
+    models had parameters stay what they were, and their finished stages are reused."""
+    from selective_kd.models import arch_params_of
+
+    section = to_dict(stage)
+    params = arch_params_of(stage, role)
+    if params:
+        section["arch_params"] = params
+    else:
+        section.pop("arch_params", None)
+    return section
 
 
 def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:
