@@ -107,7 +107,8 @@ def read_bytes(path: str | os.PathLike[str], what: str = "file", fix: str = "rep
     """The whole content of a regular file of at most ``max_bytes`` (see :func:`open_regular`)."""
     with open_regular(path, what, fix, max_bytes) as fh:
         try:
-            data = fh.read() if max_bytes is None else fh.read(max_bytes + 1)
+            size = os.fstat(fh.fileno()).st_size  # read(n) allocates n bytes up front: never ask for the bound itself
+            data = fh.read() if max_bytes is None else fh.read(min(size, max_bytes) + 1)
         except OSError as exc:
             raise UserError(f"{what} {path} cannot be read ({exc.strerror}): {fix}") from None
     if max_bytes is not None and len(data) > max_bytes:  # grew while read
