@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                    help="run folders, or folders holding them (a grid, or a committed copy of its results)")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
     from selective_kd.bench import add_bench_parser
     from selective_kd.experiments.grid import add_grid_parser
 
@@ -124,12 +124,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return bench_command(args)
     if args.command == "report":
         from selective_kd.report import write_report
-        from selective_kd.report.runs import find_run_dirs
+        from selective_kd.report.runs import check_grid_complete, find_run_dirs
 
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
         refuse_file_as_folder(out)
-        print(write_report(find_run_dirs(args.runs), out))
-        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'} and the figures in {out}")
+        check_grid_complete(args.runs)
+        written: list[Path] = []
+        text = write_report(find_run_dirs(args.runs), out, written=written)
+        print(text)
+        figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
+        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")
         return 0
 
     loaded = read_config(args.config, args.overrides)

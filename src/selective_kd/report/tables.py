@@ -185,9 +185,10 @@ def student_table_text(rows: list[dict[str, Any]]) -> str:
     """Table 2 as plain text for the terminal."""
     students = [r for r in rows if r["kind"] == "student"]
     width = max([20, *(len(row_name(r)) for r in students)])
-    out = [f"{'model':<{width}} {'dataset':<9} {'seed':>4} {'val_acc':>8} {'val_loss':>9} {'ep→95%':>7}"]
+    ds_width = max([9, *(len(str(r["dataset"])) for r in students)])  # 'fashion-mnist' is wider than 'dataset'
+    out = [f"{'model':<{width}} {'dataset':<{ds_width}} {'seed':>4} {'val_acc':>8} {'val_loss':>9} {'ep→95%':>7}"]
     for r in students:
-        out.append(f"{row_name(r):<{width}} {r['dataset']!s:<9} {r['seed']!s:>4} "
+        out.append(f"{row_name(r):<{width}} {r['dataset']!s:<{ds_width}} {r['seed']!s:>4} "
                    f"{_pct(r['val_acc']):>8} {r['val_loss']:>9.4f} {r['epochs_to_95']:>7}")
     return "\n".join(out)
 
@@ -201,9 +202,16 @@ class Tables:
     text: str  # Table 2 for the terminal
 
 
+def terminal_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """The tables' warnings as plain lines for the terminal (the low-λ note), so a user sees them without results.md."""
+    note = low_lambda_note([r for r in rows if r["kind"] == "student"])
+    return [] if note is None else ["warning: " + note.replace("**", "").replace("`", "")]
+
+
 def render_tables(rows: list[dict[str, Any]]) -> Tables:
     rows = _dedupe_teachers(rows)
-    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows) + "\n", student_table_text(rows))
+    text = "\n".join([student_table_text(rows), *terminal_warnings(rows)])
+    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows) + "\n", text)
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path) -> str:
