@@ -39,7 +39,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     for dataset in datasets:
         curves: dict[str, list[Any]] = {}
         for r in rows:
-            if r["kind"] == "student" and r["dataset"] == dataset:
+            if r["kind"] == "student" and r["dataset"] == dataset and r["history"]:  # no metrics.jsonl: nothing to draw
                 # comparing configurations: one line per run; otherwise one line (and seed band) per variant
                 curves.setdefault(row_name(r) if r["compare"] else r["model"], []).append(r["history"])
         if curves:
