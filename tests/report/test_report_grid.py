@@ -176,3 +176,12 @@ def test_report_names_only_the_figures_it_wrote(tmp_path: Path, capsys: pytest.C
     assert "figures: none" in capsys.readouterr().out and not list((tmp_path / "out").glob("*.png"))
     assert main(["report", str(committed_grid(tmp_path / "g")), "--out", str(tmp_path / "out2")]) == 0
     assert "figures: figure3_convergence.png, figure_lambda.png, figure1_curriculum.png" in capsys.readouterr().out
+
+
+def test_lambda_legend_says_its_mean_is_the_drawn_epochs_not_the_tables() -> None:
+    import numpy as np
+
+    from selective_kd.report.figures import lambda_legend
+
+    label = lambda_legend("kd-cl-sr", np.array([[0.0, 0.1, 0.2], [0.0, 0.1, 0.2]]))
+    assert label == "Student-KD-CL-SR (n=2, this epoch's mean λ 0.100)"  # the table's mean λ covers all of training
