@@ -200,6 +200,7 @@ def stats_table(
     confidence: float = 0.95,
     bounds: tuple[float, float] | None = None,
     means_of: Sequence[str] = (),
+    family: str = "baseline",
 ) -> list[dict[str, Any]]:
     """One summary row per model (per dataset, if rows carry ``"dataset"``).
 
@@ -209,8 +210,12 @@ def stats_table(
     baseline ``B`` run on the same dataset and different from the row's model,
     ``diff_vs_B`` (mean of model - B over shared seeds), ``diff_ci_low_vs_B`` /
     ``diff_ci_high_vs_B`` (its t-interval), ``p_vs_B`` (paired t-test), ``p_holm_vs_B``
-    (Holm-adjusted over every model of that dataset compared with B: the variants of
-    one protocol are one family) and ``n_pairs_vs_B``. Baselines never get a column
+    (Holm-adjusted) and ``n_pairs_vs_B``. ``family`` says which tests are adjusted
+    together: ``"baseline"``, every model of the dataset against B; ``"protocol"``, every
+    comparison of the dataset against every baseline at once, a test reported twice
+    (kd − unguided and unguided − kd) counted once, so "significant" keeps its 5%
+    meaning across all a protocol reports; rows then carry ``holm_family``, the number
+    of tests in the family. Baselines never get a column
     against themselves, and a baseline absent from a dataset gets no columns there, so
     missing comparisons are visible as missing rather than as made-up numbers.
 
@@ -278,9 +283,23 @@ def stats_table(
             row[f"p_vs_{base}"] = cmp.p_value
             row[f"n_pairs_vs_{base}"] = cmp.n
         out.append(row)
-    for base in baselines:  # one family per (dataset, baseline)
-        for ds in dict.fromkeys(ds for ds, _ in groups):
-            family = [r for r in out if r.get("dataset") == ds and f"p_vs_{base}" in r]
-            for r, adj in zip(family, holm_adjust([r[f"p_vs_{base}"] for r in family])):
-                r[f"p_holm_vs_{base}"] = adj
+    if family not in ("baseline", "protocol"):
+        raise UserError(f"Holm family must be 'baseline' or 'protocol', got {family!r}")
+    for ds in dict.fromkeys(ds for ds, _ in groups):
+        part = [r for r in out if r.get("dataset") == ds]
+        families = [[base] for base in baselines] if family == "baseline" else [list(baselines)]
+        for bases in families:
+            tests: dict[frozenset[Any], float] = {}  # one entry per pair of models: a − b and b − a are one test
+            for r in part:
+                for base in bases:
+                    if f"p_vs_{base}" in r:
+                        tests.setdefault(frozenset((r["model"], base)), r[f"p_vs_{base}"])
+            adjusted = dict(zip(tests, holm_adjust(list(tests.values()))))
+            size = sum(1 for v in tests.values() if not math.isnan(v))
+            for r in part:
+                for base in bases:
+                    if f"p_vs_{base}" in r:
+                        r[f"p_holm_vs_{base}"] = adjusted[frozenset((r["model"], base))]
+                        if family == "protocol":
+                            r["holm_family"] = size
     return out

@@ -165,7 +165,7 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             for metric in ("val_acc", "val_loss"):
                 acc = metric == "val_acc"
                 stats = stats_table(students, metric=metric, bounds=(0.0, 1.0) if acc else None,
-                                    means_of=("lam_mean",) if acc else ())
+                                    means_of=("lam_mean",) if acc else (), family="protocol")
                 body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
                 lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
