@@ -67,6 +67,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "lam_mean": None if r["model"] == "teacher" else _number_or_none(r.get("lam_mean")),
                 "policy": variant.get("policy"),
                 "curriculum": ident.get("curriculum"),  # digest of the curriculum it read, if any
+                "teacher_seed": r.get("teacher_seed"),  # the teacher it was nested in (None: the grid's one teacher)
             })
     compare = _configurations_to_compare(rows)
     for r in rows:
