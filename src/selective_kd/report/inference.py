@@ -45,7 +45,7 @@ from scipy import optimize as _opt
 from scipy import stats as _st
 
 from selective_kd.errors import UserError
-from selective_kd.report.stats import holm_adjust
+from selective_kd.report.stats import holm_adjust, protocol_comparisons
 
 __all__ = [
     "BETTER", "EQUIVALENT", "INCONCLUSIVE", "WORSE", "Comparison", "Design", "NestedDiff", "analyse_protocol", "decide",
@@ -162,23 +162,6 @@ def decide(mean_diff: float, p_holm: float, p_tost_holm: float, alpha: float) ->
     if p_tost_holm < alpha:
         return EQUIVALENT
     return INCONCLUSIVE
-
-
-def protocol_comparisons(models: Sequence[str], baselines: Sequence[str] = ("kd", "unguided"),
-                         extra: Sequence[tuple[str, str]] = ()) -> list[tuple[str, str]]:
-    """Every comparison a protocol reports, once: each model against each baseline, then ``extra`` (the claims).
-
-    ``(a, b)`` and ``(b, a)`` are one test (the first orientation is kept), so
-    kd − unguided counts once whether it is reported against kd or against unguided.
-    """
-    out: list[tuple[str, str]] = []
-    seen: set[frozenset[str]] = set()
-    candidates = [(m, base) for base in baselines if base in models for m in models if m != base]
-    for a, b in [*candidates, *extra]:
-        if a in models and b in models and a != b and frozenset((a, b)) not in seen:
-            seen.add(frozenset((a, b)))
-            out.append((a, b))
-    return out
 
 
 def analyse_protocol(rows: Sequence[Mapping[str, Any]], comparisons: Sequence[tuple[str, str]], margin: float, *,

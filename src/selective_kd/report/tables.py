@@ -20,15 +20,16 @@ from typing import Any
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.fileio import write_text
-from selective_kd.report.claims import any_tested, claims_markdown, evaluate_claims
+from selective_kd.report.claims import PAPER_CLAIMS, any_tested, claims_markdown, evaluate_claims
 from selective_kd.report.runs import CSV_COLUMNS, collect_results, variant_rank
-from selective_kd.report.stats import stats_table
+from selective_kd.report.stats import protocol_comparisons, stats_table
 from selective_kd.report.stats_markdown import format_stats_markdown
 
 __all__ = ["LOW_LAMBDA", "SELECTIVE_POLICIES", "Tables", "collect_results", "low_lambda_note", "render_tables", "row_name"]
 
 LOW_LAMBDA = 0.05  # a selective-reliance student below this mean λ barely used its teacher
 SELECTIVE_POLICIES = ("selective", "selective-sample")  # λ from the scorer's confidences
+STATS_BASELINES = ("kd", "unguided")  # every variant is compared with these; with the claims, one Holm family
 
 
 def row_name(r: dict[str, Any]) -> str:
@@ -140,7 +141,8 @@ def _claims_section(students: list[dict[str, Any]]) -> list[str]:
         for r in students:
             if r["dataset"] == d:
                 per_model.setdefault(r["model"], {})[r["seed"]] = float(r["val_acc"])
-        results = evaluate_claims(per_model)
+        # one Holm family per protocol: the claims with every comparison of the statistics tables
+        results = evaluate_claims(per_model, family_pairs=protocol_comparisons(list(per_model), STATS_BASELINES))
         if any_tested(results):
             parts.append((d, claims_markdown(results)))
     if not parts:
@@ -165,7 +167,8 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             for metric in ("val_acc", "val_loss"):
                 acc = metric == "val_acc"
                 stats = stats_table(students, metric=metric, bounds=(0.0, 1.0) if acc else None,
-                                    means_of=("lam_mean",) if acc else (), family="protocol")
+                                    means_of=("lam_mean",) if acc else (), baselines=STATS_BASELINES, family="protocol",
+                                    extra_pairs=[(c.variant, c.reference) for c in PAPER_CLAIMS])
                 body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
                 lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
