@@ -8,9 +8,10 @@ The paper (section 4) reports, for both CIFAR datasets:
 (d) selective reliance on the curriculum does not help    (kd-cl-sr  vs kd-cl)
 (e) selective reliance on the inverse curriculum hurts    (kd-cl-inv-sr vs kd-cl-inv)
 
-Each comparison is a two-sided paired t-test over the seeds both variants share, and
-the five p-values are Holm-adjusted as one family (the paper makes the five claims
-together). A claim's verdict follows from the sign of the mean difference and whether
+Each comparison is a two-sided paired t-test over the seeds both variants share. The
+p-values are Holm-adjusted as one family: by default the five claims (the paper makes
+them together); in the report, the protocol's whole family, the claims with every
+comparison of its statistics tables, each test once (``family_pairs``). A claim's verdict follows from the sign of the mean difference and whether
 the Holm-adjusted p is below ``alpha`` (0.05):
 
 - "helps" claims (a, c) and the "hurts" claim (e): significant in the claimed direction

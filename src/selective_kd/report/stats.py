@@ -7,7 +7,8 @@ confidence interval per model, and compare models *paired by seed* (the same see
 gives the same data split and initialisation, so pairing removes shared noise).
 Comparisons of several variants against one baseline are a family of tests: Holm's
 step-down correction (:func:`holm_adjust`) keeps the chance of any false "significant"
-among them at the nominal level.
+among them at the nominal level; everything one protocol reports is one family
+(:func:`protocol_holm`). Nested designs, equivalence and power: :mod:`.inference`.
 
 All functions are pure (numpy + scipy.stats only). Undefined quantities (a standard
 deviation from one run, a test from one pair) are ``nan``, never an exception, so a
