@@ -42,6 +42,9 @@ class Split:
     def to(self, device: torch.device | str) -> Split:
         return Split(self.x.to(device), self.y.to(device))
 
+    def __repr__(self) -> str:  # shapes, not the tensors: printing a dataset must not dump every pixel
+        return f"Split({len(self)} samples, x {self.x.dtype} {tuple(self.x.shape)}, on {self.x.device})"
+
 
 @dataclass(frozen=True)
 class Dataset:
@@ -69,6 +72,9 @@ class Dataset:
     @property
     def same_train_sets(self) -> bool:
         return self.teacher_train is self.student_train
+
+    def __repr__(self) -> str:  # what it holds, not the tensors (printing one used to dump every pixel)
+        return f"Dataset({self.describe()})"
 
     def describe(self) -> str:
         parts = f"train {len(self.student_train)}"

@@ -57,6 +57,16 @@ def plot_curriculum(cur: Curriculum, path: Path, scorer: str = "teacher") -> Pat
     return _save(fig, path)
 
 
+def lambda_legend(variant: str, values: np.ndarray) -> str:
+    """A λ-figure legend entry: the mean λ *of the epoch drawn*, said so.
+
+    Why: the tables' "mean λ" averages every batch of training (result.json's
+    ``lam_mean``), the figure shows the last epoch only; one unqualified "mean λ" in both
+    read as the same number rounded two ways (0.054 here, 0.055 there).
+    """
+    return f"{PAPER_NAMES.get(variant, variant)} (n={values.shape[0]}, this epoch's mean λ {values.mean():.3f})"
+
+
 def plot_lambda(groups: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], path: Path, title: str = "") -> Path:
     """λ per batch against its position in an epoch: one panel per group, one line per variant.
 
@@ -72,7 +82,7 @@ def plot_lambda(groups: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], p
             length = min(len(s) for s in seeds)
             values = np.array([s[:length] for s in seeds], dtype=float)
             pos = np.arange(1, length + 1)
-            label = f"{PAPER_NAMES.get(variant, variant)} (n={len(seeds)}, mean λ {values.mean():.3f})"
+            label = lambda_legend(variant, values)
             (line,) = ax.plot(pos, values.mean(axis=0), label=label, lw=1.2)
             if len(seeds) > 1:
                 ax.fill_between(pos, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)
