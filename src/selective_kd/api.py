@@ -21,7 +21,6 @@ variant starts from the same weights) or as a module, which is trained in place.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import sys
@@ -53,7 +52,8 @@ from selective_kd.experiments.stage import finish_stage, finished_result, precis
 from selective_kd.experiments.student_stage import student_views, teacher_signal_mode
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher
 from selective_kd.fileio import read_jsonl, write_json
-from selective_kd.layout import RunPaths, StageFiles
+from selective_kd.layout import RunPaths, StageFiles, check_outputs
+from selective_kd.reading import read_json
 from selective_kd.runlock import run_lock
 from selective_kd.watch import callbacks_for
 
@@ -238,6 +238,7 @@ def train_teacher(model: ModelLike, data: Data, *, out: str | os.PathLike[str], 
         plan = OrderPlan(lambda e: random_order(None, len(split), e, cfg.seed), bs)
         return plan, CrossEntropyObjective(cfg.teacher.label_smoothing), {}
 
+    check_outputs(RunPaths.under(Path(out)).outputs([]))
     with run_lock(out):
         return _train(cfg, cfg.teacher, module, split, data, files, identity, runtime, make, "teacher", quiet, callbacks).model
 
@@ -273,11 +274,12 @@ def score_curriculum(teacher: nn.Module, data: Data, *, out: str | os.PathLike[s
     teacher = runtime.prepare(teacher).eval()
     identity = {**curriculum_identity(cfg, _weights_digest(teacher), precision(runtime)), "data": data.identity}
     paths, train = RunPaths.under(Path(out)), data.dataset.student_train
+    check_outputs(paths.outputs([]))
     with run_lock(out):
         if paths.curriculum.exists() and paths.curriculum_meta.exists():
             try:
-                meta = json.loads(paths.curriculum_meta.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
+                meta = read_json(paths.curriculum_meta, "curriculum record")
+            except UserError:
                 meta = {}
             if isinstance(meta, dict) and meta.get("identity") == identity and meta.get("csv_sha256") == file_digest(paths.curriculum):
                 return read_curriculum(paths.curriculum, train.y)
@@ -346,5 +348,6 @@ def train_student(model: ModelLike, data: Data, *, variant: str, out: str | os.P
                                          scfg.label_smoothing, LOSSES.get(v.loss).fn, dict(v.loss_params))
         return plan, objective, {"shift": plan.shift, "teacher_signal": signal}
 
+    check_outputs(RunPaths.under(Path(out)).outputs([variant]))
     with run_lock(out):
         return _train(cfg, scfg, module, train, data, files, identity, runtime, make, f"student {variant}", quiet, callbacks)

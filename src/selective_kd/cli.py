@@ -88,16 +88,19 @@ def _write_config(out: Path, cfg: Config, bases: tuple[str, ...], only_if_new: b
     command refused for its settings therefore never changes the folder's config.yaml.
     """
     from selective_kd.fileio import write_text
+    from selective_kd.yamlfile import StrictLoader
 
     path = out / "config.yaml"
     if only_if_new and path.exists():
         return
     if path.exists():
+        from selective_kd.reading import read_text
+
         try:
-            if yaml.safe_load(path.read_text(encoding="utf-8")) == to_dict(cfg):
+            if yaml.load(read_text(path, "config"), Loader=StrictLoader) == to_dict(cfg):  # noqa: S506 - a SafeLoader
                 return  # same settings: leave the file (and its time stamp) alone
-        except (yaml.YAMLError, UnicodeDecodeError):
-            pass  # unreadable: replace it with the settings that just ran
+        except (yaml.YAMLError, UserError, RecursionError):
+            pass  # unreadable (or not a file): replace it with the settings that just ran
     write_text(path, dump_yaml(cfg, bases))
 
 
@@ -144,6 +147,10 @@ def dispatch(args: argparse.Namespace) -> int:
 
         get_variant(cfg.distill, args.variant)
     is_main = int(os.environ.get("RANK", "0")) == 0
+    from selective_kd.layout import check_outputs
+
+    # a folder where a file goes is refused now, not when the stage ends and its training is lost
+    check_outputs(paths.outputs([*cfg.distill.variants, *([args.variant] if args.command == "student" else [])]))
     from selective_kd.fileio import remove_stale_temps
     from selective_kd.runlock import run_lock
 

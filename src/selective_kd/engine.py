@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from selective_kd.config import Config, StageConfig
-from selective_kd.checkpoint import load_checkpoint, save_checkpoint
+from selective_kd.checkpoint import RESUME_FIELDS, load_checkpoint, save_checkpoint
 from selective_kd.curriculum.ordering import epoch_generator
 from selective_kd.curriculum.pacing import split_batches
 from selective_kd.distributed import Dist, all_reduce_sum, init_from_env, local_slice, use_global_batchnorm
@@ -283,11 +283,16 @@ def fit(
     history: list[dict[str, Any]] = []
     start = 0
     if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path)
+        state = load_checkpoint(ckpt_path, RESUME_FIELDS, "resume point", f"delete it to start {desc} afresh")
         if state.get("identity") != identity:
             raise UserError(mismatch_message(out_dir, state.get("identity"), identity))
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"resume point {ckpt_path} does not fit this model and optimiser "
+                            f"({str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}): "
+                            f"delete it to start {desc} afresh") from None
         plan.load_state_dict(state.get("plan", {}))
         history, start = state["history"], state["epoch"]
         before, now = state.get("runtime", {}), runtime_record(runtime)

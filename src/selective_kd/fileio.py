@@ -131,8 +131,10 @@ def write_jsonl(path: str | os.PathLike[str], rows: Iterable[dict[str, Any]]) ->
 
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """A JSON-lines file we wrote, read through :mod:`selective_kd.reading` (regular files only, bounded)."""
+    from selective_kd.reading import read_jsonl as read_regular_jsonl
+
+    return read_regular_jsonl(path, "metrics", "delete it, or the stage folder holding it, to redo that stage")
 
 
 def torch_save(path: str | os.PathLike[str], obj: Any) -> Path:

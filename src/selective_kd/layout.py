@@ -14,8 +14,13 @@ The teacher and the curriculum may live elsewhere (shared by a grid's runs).
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+from selective_kd.errors import UserError
 
 CONFIG = "config.yaml"
 RESULTS_MD = "results.md"
@@ -23,6 +28,38 @@ RESULTS_CSV = "results.csv"
 FIGURE1 = "figure1_curriculum.png"
 FIGURE3 = "figure3_convergence.png"
 STUDENTS = "students"
+LOCK = ".lock"
+
+#: Bytes in one file name on Linux, macOS and Windows file systems (NAME_MAX).
+NAME_MAX = 255
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be one folder's name inside a run folder, or None if it can.
+
+    Names from a config (the run, variants) become paths: ``../x`` or ``/abs`` would write
+    outside the run folder and its lock, ``a/b`` where no reader looks, ``""`` into the
+    parent itself; a control character or an over-long name fails only at the first write.
+    """
+    if not isinstance(name, str) or not name:
+        return "is empty"
+    if name in (".", ".."):
+        return "is a relative path"
+    if "/" in name or "\\" in name or os.sep in name:
+        return "contains a path separator"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "contains a control character"
+    if len(name.encode("utf-8", "surrogatepass")) > NAME_MAX:
+        return f"is longer than the {NAME_MAX} bytes a file name can have"
+    return None
+
+
+def check_folder_name(name: object, key: str) -> None:
+    """Refuse, naming the config key, a name that cannot be a plain folder name (see :func:`name_problem`)."""
+    if (why := name_problem(name)) is not None:
+        shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
+        raise UserError(f"config key {key!r}: {shown} is not a plain folder name (it {why}), and it names a folder: "
+                        "use letters, digits, '-', '_' or '.'")
 
 
 @dataclass(frozen=True)
@@ -89,3 +126,31 @@ class RunPaths:
 
     def student(self, variant: str) -> StageFiles:
         return StageFiles(self.student_dir(variant))
+
+    def outputs(self, variants: Iterable[str]) -> list[Path]:
+        """Every file a run with these variants may write (checked before training starts)."""
+        stages = [self.teacher, *(self.student(v) for v in variants)]
+        files = [self.out / LOCK, self.config, self.out / RESULTS_MD, self.out / RESULTS_CSV, self.out / FIGURE1,
+                 self.out / FIGURE3, self.curriculum, self.curriculum_meta]
+        for s in stages:
+            files += [s.result, s.metrics, s.model, s.last, s.curriculum]
+        return files
+
+
+def check_outputs(files: Iterable[Path]) -> None:
+    """Refuse, before any training, an output path that is a folder or other non-file.
+
+    Written only at the end of a stage, such a path would cost the whole stage's training.
+    A symbolic link is not refused: writes replace it (they never follow it).
+    """
+    for path in files:
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:  # a parent is a file: refused by the --out check
+            continue
+        if stat.S_ISREG(mode) or stat.S_ISLNK(mode):
+            continue
+        kind = "a folder" if stat.S_ISDIR(mode) else "not a regular file"
+        raise UserError(f"{path} is {kind}, but a run writes a file there: remove it, or use another --out")

@@ -100,8 +100,12 @@ def _check_value(value: Any, default: Any, key: str) -> Any:
                 raise UserError(f"config key '{key}': expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"config key '{key}': expected a number, got {value!r}")
-        if not math.isfinite(value):
-            raise UserError(f"config key '{key}': must be a finite number, got {value!r}")
+        try:
+            finite = math.isfinite(value)
+        except OverflowError:  # an integer beyond any float (10**400)
+            finite = False
+        if not finite:
+            raise UserError(f"config key '{key}': must be a finite number, got {str(value)[:40]}")
         if isinstance(default, int) and not isinstance(default, bool):
             if float(value) != int(value):
                 raise UserError(f"config key '{key}': expected a whole number, got {value!r}")

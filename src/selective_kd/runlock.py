@@ -9,13 +9,16 @@ Only the stage commands take it; the grid schedules its own writers.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from selective_kd.errors import UserError
+from selective_kd.reading import file_kind
 
 try:
     import fcntl
@@ -38,6 +41,32 @@ def _holder(fd: int) -> str:
     return f"pid {pid}" + (f" on host {host}" if host and host != socket.gethostname() else "")
 
 
+def _open_lock(path: Path) -> int:
+    """The lock file's descriptor; never through a symbolic link, never anything but a regular file.
+
+    The holder truncates and writes the file: following a link named ``.lock`` would
+    truncate whatever file it points to.
+    """
+    fix = f"remove it (a run folder's {LOCK_NAME} is a small file selective-kd creates), or use another --out"
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    if os.path.islink(path):
+        raise UserError(f"{path} is a symbolic link, not the run folder's lock: {fix}")
+    try:
+        fd = os.open(path, flags, 0o666)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise UserError(f"{path} is a symbolic link, not the run folder's lock: {fix}") from None
+        if exc.errno == errno.EISDIR:
+            raise UserError(f"{path} is a folder, not the run folder's lock: {fix}") from None
+        raise
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise UserError(f"{path} is {file_kind(mode)}, not the run folder's lock: {fix}")
+    os.set_blocking(fd, True)
+    return fd
+
+
 @contextmanager
 def run_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     """Hold the run folder's lock while the block runs; refuse with a :class:`UserError` naming the holder."""
@@ -47,7 +76,7 @@ def run_lock(folder: str | os.PathLike[str]) -> Iterator[Path]:
     if fcntl is None:
         yield path
         return
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _open_lock(path)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -24,7 +24,8 @@ def variant_table(dcfg: DistillConfig) -> dict[str, VariantConfig]:
     from selective_kd.distill.variants import VARIANTS
 
     table = {name: _build(VariantConfig, dict(row), f"variant {name}") for name, row in VARIANTS.items()}
-    table.update(dcfg.custom_variants)
+    for name, row in dcfg.custom_variants.items():
+        table.setdefault(name, row)  # a built-in name is refused by check_components; never replaced
     return table
 
 
@@ -84,8 +85,18 @@ def resolve_curriculum(cfg: Config) -> CurriculumConfig:
 
 def check_components(cfg: Config) -> None:
     """Every named component exists and takes the parameters given."""
+    from selective_kd.distill.variants import VARIANTS
+    from selective_kd.layout import check_folder_name
+
     if not cfg.distill.variants:
         raise UserError("config key 'distill.variants': name at least one variant")
-    for name in cfg.distill.variants:
+    for name in cfg.distill.custom_variants:  # each becomes students/<name>/, listed or not
+        check_folder_name(name, f"distill.custom_variants.{name}"[:80])
+        if name in VARIANTS:
+            raise UserError(f"config key 'distill.custom_variants.{name}': {name!r} is a built-in variant "
+                            f"(the paper's {name}): give yours another name")
+    for i, name in enumerate(cfg.distill.variants):
+        check_folder_name(name, f"distill.variants[{i}]")
+    for name in [*cfg.distill.variants, *cfg.distill.custom_variants]:  # unlisted ones too: they are in config.yaml
         resolve_variant(cfg.distill, name)
     resolve_curriculum(cfg)

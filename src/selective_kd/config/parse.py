@@ -147,8 +147,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise UserError(f"override {text!r} has an empty key (e.g. student.epochs=5)")
+    from selective_kd.yamlfile import load_yaml_text
+
+    shown = text if len(text) <= 60 else text[:57] + "..."
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml_text(raw, f"override {shown!r}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return key.split("."), value
@@ -217,10 +220,13 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
     """A file's keys merged over those of its base chain, and the chain (nearest first)."""
     from selective_kd.yamlfile import read_yaml_mapping
 
+    from selective_kd.reading import regular_file
+
     if path.is_dir():
         raise UserError(f"config file {path} is a folder: pass a YAML file (see configs/)")
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
+    regular_file(path, "config file", "pass --config with a YAML file (see configs/)")  # a FIFO would block
     values = read_yaml_mapping(path)
     if "base" not in values:
         return values, ()
@@ -282,10 +288,9 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take a 64-bit seed
 
 def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
     """Values every run would trip over later, far from the typo: refused here, naming the key."""
-    name = cfg.name
-    need(bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0"),
-         f"config key 'name': {name!r} is not a plain folder name (runs go to runs/<name>): "
-         "use letters, digits, '-' or '_', or pass --out for another place")
+    from selective_kd.layout import check_folder_name
+
+    check_folder_name(cfg.name, "name")  # runs go to runs/<name> (or pass --out for another place)
     for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,

@@ -98,24 +98,43 @@ def single_step(progress: float, start: float, step: float) -> float:
     return start if progress < step else 1.0
 
 
+#: The smallest fraction of training a pacing parameter may be (a millionth).
+MIN_FRACTION = 1e-6
+
+
 def check_pacing_params(name: str, params: dict[str, object], where: str) -> None:
     """Parameters that make a pacing function meaningless are refused before training."""
     from selective_kd.errors import UserError
 
+    # Fractions of training below MIN_FRACTION are no step of any run, and p/a would overflow
+    # a float (a = 1e-320 makes (p/a)**2 an OverflowError mid-training).
     rules = {
-        "a": (lambda v: v > 0, "must be positive (the fraction of training after which all data is used)"),
+        "a": (lambda v: MIN_FRACTION <= v <= 1e6, f"must be a fraction of training from {MIN_FRACTION:g} (after which all data is used)"),
         "b": (lambda v: 0 < v <= 1, "must be in (0, 1] (the fraction of data available at the start)"),
         "start": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-        "inc": (lambda v: v > 1, "must be above 1"),
-        "step": (lambda v: v > 0, "must be positive (a fraction of training)"),
+        "inc": (lambda v: 1 < v <= 1e6, "must be above 1 (and at most 1e6)"),
+        "step": (lambda v: MIN_FRACTION <= v <= 1e6, f"must be a fraction of training from {MIN_FRACTION:g}"),
     }
+
+    def number(x: object) -> float | None:
+        if isinstance(x, bool) or not isinstance(x, (int, float)):
+            return None
+        try:
+            v = float(x)
+        except OverflowError:
+            return None
+        return v if math.isfinite(v) else None
+
     for key, value in params.items():
         if key == "steps":
-            ok = isinstance(value, list) and len(value) > 0 and all(float(x) > 0 for x in value)
-            text = "must be a non-empty list of positive fractions"
+            vals = [number(x) for x in value] if isinstance(value, list) else []
+            ok = len(vals) > 0 and all(v is not None and MIN_FRACTION <= v <= 1e6 for v in vals)
+            text = f"must be a non-empty list of fractions of training from {MIN_FRACTION:g}"
         elif key in rules:
             test, text = rules[key]
-            ok = test(float(value))  # type: ignore[arg-type]
+            v = number(value)
+            ok = v is not None and test(v)
+            text = text if v is not None else f"must be a finite number, got {value!r}"[:120]
         else:
             continue
         if not ok:

@@ -154,3 +154,21 @@ def check_scorer_params(name: str, params: dict[str, Any], where: str) -> None:
         raise UserError(f"config key '{where}.members': needs at least 1 member")
     if "every" in params and int(params["every"]) < 1:
         raise UserError(f"config key '{where}.every': re-score at least every 1 epoch")
+
+
+def check_scorer_data(name: str, params: dict[str, Any], labels: Tensor, where: str) -> None:
+    """Parameters that the data cannot satisfy, refused once the data are loaded and before any training.
+
+    ``crossfit`` with more folds than the smallest class has samples would leave a fold
+    without that class (or empty), found only after training the other folds.
+    """
+    from selective_kd.errors import UserError
+
+    folds = params.get("folds")
+    if name == "crossfit" and isinstance(folds, int):
+        counts = torch.bincount(labels.cpu().long())
+        smallest = int(counts[counts > 0].min()) if labels.numel() else 0
+        if folds > smallest:
+            raise UserError(f"config key '{where}.folds': {folds} folds need at least {folds} samples of every class, "
+                            f"but the smallest class of the set to score has {smallest}: use at most {max(smallest, 2)} folds"
+                            f"{'' if smallest >= 2 else ', or more data'}")

@@ -53,16 +53,18 @@ def read_curriculum(path: str | Path, labels: Tensor) -> Curriculum:
     in [0, 1], their logs finite and consistent with them, ``correct`` equal to
     prediction == label. A hand-edited or damaged file is refused, never trained on.
     """
+    from selective_kd.reading import read_text
+
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise UserError(f"curriculum {path} not found: run `selective-kd curriculum` first (it needs the teacher)")
     n = int(labels.numel())
+    text = read_text(path, "curriculum", _redo(path), None)  # a folder or a FIFO is refused, not read
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.DictReader(fh)
-            if reader.fieldnames != COLUMNS:
-                raise UserError(f"curriculum {path} has columns {reader.fieldnames}, expected {','.join(COLUMNS)}: {_redo(path)}")
-            rows = list(reader)
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        if reader.fieldnames != COLUMNS:
+            raise UserError(f"curriculum {path} has columns {reader.fieldnames}, expected {','.join(COLUMNS)}: {_redo(path)}")
+        rows = list(reader)
         index = torch.tensor([int(r["index"]) for r in rows], dtype=torch.long)
         position = torch.tensor([int(r["position"]) for r in rows], dtype=torch.long)
         label = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)

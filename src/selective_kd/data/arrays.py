@@ -14,16 +14,18 @@ nothing we load may run code. Anything malformed is a one-line error naming the 
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import numpy as np
 
 from selective_kd.data.download import one_line
 from selective_kd.data.registry import DATASETS, RawData
 from selective_kd.errors import UserError
+from selective_kd.reading import open_regular
 
 if TYPE_CHECKING:
     from selective_kd.config import Config
@@ -37,23 +39,24 @@ _OPTIONAL = ("x_test", "y_test", "classes")
 def load_arrays(path: str | os.PathLike[str]) -> RawData:
     """Read and check an npz of images and labels (see the module docstring for the keys)."""
     path = Path(os.path.expanduser(os.fspath(path)))
-    if not path.is_file():
-        raise UserError(f"dataset arrays: {path} is not a file: set data.root to an .npz with x_train, y_train (and x_test, y_test)")
+    fix = "set data.root to an .npz with x_train, y_train (and x_test, y_test)"
+    if not path.exists():
+        raise UserError(f"dataset arrays: {path} is not a file: {fix}")
     try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise UserError(f"{path} is a single .npy array, not an .npz archive: save it with np.savez(FILE, x_train=..., y_train=...)")
-        with loaded as npz:
-            keys = list(npz.files)
-            unknown = [k for k in keys if k not in _REQUIRED + _OPTIONAL]
-            if unknown:
-                raise UserError(f"{path} has unknown key {unknown[0]!r}: allowed keys are {', '.join(_REQUIRED + _OPTIONAL)}")
-            missing = [k for k in _REQUIRED if k not in keys]
-            if missing:
-                raise UserError(f"{path} has no {missing[0]!r}: it needs x_train and y_train (found {', '.join(keys) or 'nothing'})")
-            if ("x_test" in keys) != ("y_test" in keys):
-                raise UserError(f"{path} has {'x_test' if 'x_test' in keys else 'y_test'} without its partner: give both x_test and y_test, or neither")
-            data = {k: npz[k] for k in keys}
+        with open_regular(path, "dataset arrays: data.root", fix) as fh:
+            _check_archive(path, fh)
+            fh.seek(0)
+            with np.load(fh, allow_pickle=False) as npz:
+                keys = list(npz.files)
+                unknown = [k for k in keys if k not in _REQUIRED + _OPTIONAL]
+                if unknown:
+                    raise UserError(f"{path} has unknown key {unknown[0]!r}: allowed keys are {', '.join(_REQUIRED + _OPTIONAL)}")
+                missing = [k for k in _REQUIRED if k not in keys]
+                if missing:
+                    raise UserError(f"{path} has no {missing[0]!r}: it needs x_train and y_train (found {', '.join(keys) or 'nothing'})")
+                if ("x_test" in keys) != ("y_test" in keys):
+                    raise UserError(f"{path} has {'x_test' if 'x_test' in keys else 'y_test'} without its partner: give both x_test and y_test, or neither")
+                data = {k: _native(npz[k]) for k in keys}
     except UserError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
@@ -82,13 +85,83 @@ def load_arrays(path: str | os.PathLike[str]) -> RawData:
     return RawData(x_train, y_train, classes, x_test, y_test)
 
 
+#: Labels are 0..K-1 with K at most this (ImageNet-21k has 21,841 classes); a larger label is a mistake
+#: that would otherwise build one class name and one output per number up to it.
+MAX_CLASSES = 100_000
+#: Pixel values beyond this are no image's (0..1, 0..255 or standardised values are far below it).
+MAX_PIXEL = 1e6
+_ZIP, _NPY, _GZIP = (b"PK\x03\x04", b"PK\x05\x06"), b"\x93NUMPY", b"\x1f\x8b"
+
+
+def _memory_bytes() -> int:
+    """Physical memory: no array we load can be larger."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 40
+
+
+def _check_archive(path: Path, fh: IO[bytes]) -> None:
+    """An npz archive whose arrays declare the sizes they hold, before numpy allocates them.
+
+    numpy allocates what an array's header declares before reading its data: a header
+    declaring terabytes is a ``MemoryError`` (or the machine swapping), not an error
+    naming the file. Each header is read here and its size compared with what the
+    archive says the member holds and with the machine's memory.
+    """
+    head = fh.read(8)
+    if head.startswith(_GZIP):
+        raise UserError(f"{path} is gzip-compressed, not an .npz archive: gunzip it, or save it with np.savez_compressed")
+    if head.startswith(_NPY):
+        raise UserError(f"{path} is a single .npy array, not an .npz archive: save it with np.savez(FILE, x_train=..., y_train=...)")
+    if not head.startswith(_ZIP):
+        raise UserError(f"{path} is not a readable .npz archive (it does not start like a zip file): save it with np.savez(FILE, x_train=..., y_train=...)")
+    fh.seek(0)
+    limit = _memory_bytes()
+    with zipfile.ZipFile(fh) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as member:
+                try:
+                    shape, dtype = _npy_header(member)
+                except (ValueError, EOFError, SyntaxError) as exc:
+                    raise UserError(f"{path}: {info.filename} is not a numpy array ({one_line(exc)[:120]})") from None
+                header = member.tell()
+            if dtype.hasobject:
+                raise UserError(f"{path}: {info.filename} holds Python objects (pickles), which are never loaded: store numbers and strings only")
+            need = math.prod(shape) * dtype.itemsize
+            if need > limit or need != info.file_size - header:
+                shown = " x ".join(map(str, shape))
+                raise UserError(f"{path}: {info.filename} declares an array of {shown} {dtype} ({need:,} bytes), but the "
+                                f"archive holds {max(0, info.file_size - header):,} bytes for it"
+                                f"{' and this machine has ' + format(limit, ',') + ' bytes of memory' if need > limit else ''}: "
+                                "the file is damaged or not made by np.savez")
+
+
+def _npy_header(member: IO[bytes]) -> tuple[tuple[int, ...], np.dtype]:
+    """An npy header's shape and dtype, read without reading the data."""
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    if version == (1, 0):
+        shape, _, dtype = fmt.read_array_header_1_0(member)
+    elif version == (2, 0):
+        shape, _, dtype = fmt.read_array_header_2_0(member)
+    else:  # 3.0 (utf-8 field names): numpy has no public reader for it
+        shape, _, dtype = fmt._read_array_header(member, version)  # noqa: SLF001
+    return tuple(int(d) for d in shape), dtype
+
+
+def _native(a: np.ndarray) -> np.ndarray:
+    """The array in the machine's byte order (torch reads only that); big-endian files are converted."""
+    return a.astype(a.dtype.newbyteorder("=")) if a.dtype.byteorder not in ("=", "|") else a
+
+
 def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
     """N×C×H×W uint8 or float, finite; N×H×W gains a channel axis."""
     if x.ndim == 3:
         x = x[:, None]
     if x.ndim != 4:
         raise UserError(f"{path}: {key} has shape {x.shape}: images must be N×H×W or N×C×H×W")
-    if x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4):
+    if x.shape[3] in (1, 3, 4) and x.shape[1] not in (1, 3, 4) and x.shape[2] > 4:  # N×H×W×C; N×200×1×1 is 200 channels
         raise UserError(f"{path}: {key} has shape {x.shape}, which looks channels-last (N×H×W×C): save x.transpose(0, 3, 1, 2)")
     if min(x.shape) == 0:
         raise UserError(f"{path}: {key} is empty (shape {x.shape})")
@@ -96,6 +169,9 @@ def _images(path: Path, key: str, x: np.ndarray) -> np.ndarray:
         raise UserError(f"{path}: {key} is {x.dtype}: images must be uint8 or float (e.g. x.astype(np.float32))")
     if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise UserError(f"{path}: {key} holds NaN or infinite values")
+    if np.issubdtype(x.dtype, np.floating) and (big := float(np.abs(x).max())) > MAX_PIXEL:
+        raise UserError(f"{path}: {key} holds pixel values up to {big:.3g}: images are expected in [0, 1], [0, 255] "
+                        "or standardised; rescale them")
     return x
 
 
@@ -107,6 +183,8 @@ def _labels(path: Path, key: str, y: np.ndarray, n: int) -> np.ndarray:
         raise UserError(f"{path}: {key} has {len(y)} labels but x_{key[2:]} has {n} images: the lengths must match")
     if y.min() < 0:
         raise UserError(f"{path}: {key} has negative label {int(y.min())}: labels must be 0..K-1")
+    if int(y.max()) >= MAX_CLASSES:  # compared before the cast: uint64 labels above 2**63 would wrap negative
+        raise UserError(f"{path}: {key} has label {int(y.max())}: labels must be 0..K-1 with at most {MAX_CLASSES:,} classes")
     return y.astype(np.int64)
 
 

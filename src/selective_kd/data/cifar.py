@@ -335,10 +335,12 @@ class _SafeUnpickler(pickle.Unpickler):
 
 def _unpickle(path: Path) -> dict[bytes, Any]:
     """Load one pickled dict (Python 2 pickles: bytes keys), with str keys turned to bytes."""
+    from selective_kd.reading import open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path, "CIFAR file", "re-extract or re-download it", 1 << 30) as fh:
             obj = _SafeUnpickler(fh, encoding="bytes").load()
-    except OSError:
+    except (OSError, UserError):
         raise
     except Exception as exc:  # a damaged pickle can raise almost anything
         raise UserError(f"{path} is not a readable CIFAR pickle ({one_line(exc)}): re-extract or re-download it") from exc

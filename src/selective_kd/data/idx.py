@@ -22,7 +22,7 @@ refuses any file that is not a well-formed idx file of the expected kind.
 
 from __future__ import annotations
 
-import gzip
+import math
 import os
 import shutil
 import struct
@@ -36,6 +36,7 @@ import numpy as np
 from selective_kd.data.download import NETWORK_ERRORS, digest, download_first, one_line
 from selective_kd.data.registry import DATASETS, RawData
 from selective_kd.errors import UserError
+from selective_kd.reading import read_bytes
 
 if TYPE_CHECKING:
     from selective_kd.config import Config
@@ -159,7 +160,7 @@ def read_idx(path: Path, content: bytes, *, ndim: int) -> np.ndarray:
     if len(content) < head:
         raise UserError(f"{path} is truncated inside its header: replace it with the official file")
     dims = struct.unpack(f">{ndim}I", content[4:head])
-    need = int(np.prod(dims, dtype=np.int64))
+    need = math.prod(dims)  # Python integers: four 32-bit dimensions can overflow int64
     have = len(content) - head
     if have != need:
         what = "truncated" if have < need else "longer than its header says"
@@ -220,18 +221,57 @@ def _locate(rel: IdxRelease, root: Path | None, *, download: bool) -> dict[str, 
     return {name: p for name in FILES if (p := _find(root, name)) is not None}
 
 
+#: The largest idx file read, uncompressed (the official MNIST training images are 47 MB).
+MAX_IDX_BYTES = 2 << 30
+
+
 def _read_bytes(path: Path) -> bytes:
-    """The file's content, gunzipped when it starts with the gzip magic bytes."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({one_line(exc)}): check the file and its permissions") from exc
+    """The file's content, gunzipped when it starts with the gzip magic bytes.
+
+    Decompression is bounded by what the idx header declares (plus one byte, so a file
+    longer than its header says is still told apart), and by :data:`MAX_IDX_BYTES`: a
+    small gzip "bomb" never expands to fill memory.
+    """
+    fix = "replace it with the official file"
+    data = read_bytes(path, "idx file", fix, MAX_IDX_BYTES)
     if data[:2] != b"\x1f\x8b":
         return data
     try:
-        return gzip.decompress(data)
+        inflate = _Inflate(data)
+        out = inflate.take(4)
+        ndim = out[3] if len(out) == 4 else 0
+        out += inflate.take(4 * ndim)
+        if len(out) < 4 + 4 * ndim or ndim == 0:
+            return out  # read_idx says what is wrong with the header
+        need = 4 + 4 * ndim + math.prod(struct.unpack(f">{ndim}I", out[4:]))
+        if need > MAX_IDX_BYTES:
+            raise UserError(f"{path}: its idx header declares {need:,} bytes, more than the {MAX_IDX_BYTES:,} an idx file "
+                            f"may hold: {fix}")
+        return out + inflate.take(need + 1 - len(out))
     except (OSError, EOFError, zlib.error) as exc:
-        raise UserError(f"{path} is a corrupt or truncated gzip file ({one_line(exc)}): replace it with the official file") from exc
+        raise UserError(f"{path} is a corrupt or truncated gzip file ({one_line(exc)}): {fix}") from exc
+
+
+class _Inflate:
+    """Gunzip (one or more members) a bounded number of bytes at a time."""
+
+    def __init__(self, data: bytes) -> None:
+        self.rest = data
+        self.z = zlib.decompressobj(wbits=31)
+
+    def take(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            if self.z.eof:
+                if not self.z.unused_data:
+                    break
+                self.rest, self.z = self.z.unused_data, zlib.decompressobj(wbits=31)
+            chunk = self.z.decompress(self.rest, n - len(out))
+            self.rest = self.z.unconsumed_tail
+            out += chunk
+            if not chunk and not self.rest and not self.z.eof:
+                raise EOFError("compressed file ended before the end-of-stream marker was reached")
+        return out
 
 
 # --------------------------------------------------------------------------- registry

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,34 @@ __all__ = ["IMAGE_SUFFIXES", "load_image_folder"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm")
 
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+#: One-channel modes wider than 8 bits: Pillow's convert("L") clips them at 255 (a 16-bit
+#: PNG turns almost white), so they are scaled by their value range instead (:func:`_to_8bit`).
+_WIDE_MODES = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
+
+
+def _to_8bit(img: Any, path: Path) -> Any:
+    """A 16-bit, 32-bit or float gray image as 8-bit gray, scaled by its range rather than clipped.
+
+    16-bit images span 0..65535 and are divided by 257. A 32-bit integer image is read as
+    16-bit when its values fit, else refused. A float image is taken as 0..1 when its
+    values lie there, as 0..255 when they lie there, and refused otherwise: no scale is
+    right for an arbitrary float range, and clipping it would silently destroy it.
+    """
+    from PIL import Image
+
+    a = np.asarray(img)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode == "F":
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 255:
+            raise UserError(f"dataset imagefolder: float image {path} holds values in [{lo:.3g}, {hi:.3g}]: "
+                            "scale it to 0..1 or 0..255, or save it as an 8-bit image")
+        scale = 255.0 if hi <= 1 else 1.0
+    else:
+        if lo < 0 or hi > 65535:
+            raise UserError(f"dataset imagefolder: {img.mode} image {path} holds values in [{lo:.0f}, {hi:.0f}], "
+                            "outside 16 bits: save it as an 8- or 16-bit image")
+        scale = 255.0 / 65535.0
+    return Image.fromarray(np.clip(np.rint(a.astype(np.float64) * scale), 0, 255).astype(np.uint8))  # uint8, 2-D: mode L
 
 
 def load_image_folder(root: str | os.PathLike[str], image_size: int | None = None) -> RawData:
@@ -115,11 +143,11 @@ class _Reader:
             with Image.open(path) as img:
                 img.load()
                 gray = img.mode in _GRAY_MODES
-                img = img.convert("L" if gray else "RGB")
+                img = _to_8bit(img, path) if img.mode in _WIDE_MODES else img.convert("L" if gray else "RGB")
                 if self.image_size is not None:
                     img = img.resize((self.image_size, self.image_size), Image.Resampling.BILINEAR)
                 arr = np.asarray(img, dtype=np.uint8)
-        except MemoryError:
+        except (MemoryError, UserError):
             raise
         except Exception as exc:  # a damaged image can raise almost anything (OSError, SyntaxError, ...)
             raise UserError(f"dataset imagefolder: cannot read image {path} ({one_line(exc)}): replace or delete it") from exc

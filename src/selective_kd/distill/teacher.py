@@ -23,7 +23,9 @@ from tqdm.auto import tqdm
 from selective_kd.data.augment import Views
 from selective_kd.engine import Batch, Runtime
 from selective_kd.errors import UserError
+from selective_kd.fields import Field, check_fields
 from selective_kd.fileio import atomic_write, write_json
+from selective_kd.reading import read_json, regular_file
 
 
 class TeacherSignal(Protocol):
@@ -147,13 +149,19 @@ def load_or_build_cache(
     return table
 
 
+#: ``<digest>.json`` beside a teacher cache: what it was made for, and its shape.
+CACHE_INDEX_FIELDS = (Field("key", (dict,)), Field("shape", (list,)))
+
+
 def open_cache(npy: Path, meta: Path, key: dict[str, Any]) -> Tensor:
     """Memory-map a cache after checking it was made for ``key``."""
+    fix = "delete it and it will be rebuilt"
+    recorded = check_fields(read_json(meta, "teacher cache index", fix, 1 << 20), CACHE_INDEX_FIELDS,
+                            f"teacher cache index {meta}", fix)
     try:
-        recorded = json.loads(meta.read_text())
-        arr = np.load(npy, mmap_mode="c", allow_pickle=False)  # copy-on-write: torch wants a writable buffer
+        arr = np.load(regular_file(npy, "teacher cache", fix), mmap_mode="c", allow_pickle=False)  # copy-on-write: torch wants a writable buffer
     except (OSError, ValueError) as exc:
-        raise UserError(f"teacher cache {npy} cannot be read ({exc.__class__.__name__}): delete it and it will be rebuilt") from None
+        raise UserError(f"teacher cache {npy} cannot be read ({exc.__class__.__name__}): {fix}") from None
     if not isinstance(arr, np.ndarray):  # e.g. a zip or torch file named .npy
         raise UserError(f"teacher cache {npy} is not a numpy array file: delete it and it will be rebuilt")
     if recorded.get("key") != key:
@@ -163,4 +171,7 @@ def open_cache(npy: Path, meta: Path, key: dict[str, Any]) -> Tensor:
         )
     if list(arr.shape) != recorded.get("shape") or arr.dtype != np.float16:
         raise UserError(f"teacher cache {npy} is damaged (shape {arr.shape}): delete it and it will be rebuilt")
+    bad = sum(int((~np.isfinite(arr[i : i + 65536])).sum()) for i in range(0, arr.shape[0], 65536))
+    if bad:  # trained on, it would make the loss NaN, which looks like a learning-rate problem
+        raise UserError(f"teacher cache {npy} holds {bad} NaN or infinite logits (a teacher never writes them): {fix}")
     return torch.from_numpy(arr)  # memory map: rows are read from disk on lookup

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,8 +21,10 @@ from selective_kd.experiments.identity import (
     file_digest,
     stage_identity,
 )
+from selective_kd.errors import UserError
 from selective_kd.fileio import write_json
 from selective_kd.layout import RunPaths, StageFiles
+from selective_kd.reading import read_json
 
 log = logging.getLogger("selective_kd")
 from selective_kd.experiments.stage import load_teacher, precision, read_teacher_checkpoint, train_supervised, load_model
@@ -84,8 +85,11 @@ def curriculum_digest(cur: Curriculum) -> str:
 
 def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> Curriculum:
     """Score the student's training set and order it easy to hard (Figure 1), with the configured scorer."""
+    from selective_kd.curriculum.scorers import check_scorer_data
+
     cur_cfg = resolve_curriculum(cfg)
     comp = SCORERS.get(cur_cfg.scorer)
+    check_scorer_data(cur_cfg.scorer, cur_cfg.params, data.student_train.y, "curriculum.params")
     digest = None
     if "teacher" in comp.needs:
         read_teacher_checkpoint(paths.teacher.model)
@@ -94,8 +98,8 @@ def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime
     meta_path = paths.curriculum_meta
     if paths.curriculum.exists() and meta_path.exists():
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+            meta = read_json(meta_path, "curriculum record")
+        except UserError:  # unreadable: scored again, and the record rewritten
             meta = {}
         if isinstance(meta, dict) and meta.get("identity") == identity and meta.get("csv_sha256") == file_digest(paths.curriculum):
             log.info("curriculum: already in %s", paths.curriculum)

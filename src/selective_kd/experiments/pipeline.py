@@ -34,6 +34,8 @@ log = logging.getLogger("selective_kd")
 
 def run_all(cfg: Config, paths: RunPaths, quiet: bool = False) -> str:
     """Every stage, then the report; returns Table 2 as markdown."""
+    from selective_kd.config import resolve_curriculum
+    from selective_kd.curriculum.scorers import check_scorer_data
     from selective_kd.data import load_dataset
     from selective_kd.report import write_report
 
@@ -44,6 +46,8 @@ def run_all(cfg: Config, paths: RunPaths, quiet: bool = False) -> str:
     variants = resolve_variants(cfg.distill)
     curriculum = any(needs_curriculum(v) for v in variants.values())
     scorer_teacher = "teacher" in SCORERS.get(cfg.curriculum.scorer).needs
+    if curriculum:  # what the data cannot satisfy is refused before the teacher trains
+        check_scorer_data(cfg.curriculum.scorer, resolve_curriculum(cfg).params, data.student_train.y, "curriculum.params")
     if any(needs_teacher(v) for v in variants.values()) or (curriculum and scorer_teacher):
         run_teacher(cfg, paths, data, runtime, quiet)
     if curriculum:

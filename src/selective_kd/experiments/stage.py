@@ -8,7 +8,6 @@ the keys that differ.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from selective_kd.checkpoint import load_checkpoint, save_checkpoint
+from selective_kd.checkpoint import MODEL_FIELDS, load_checkpoint, save_checkpoint
 from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split
@@ -28,7 +27,9 @@ from selective_kd.experiments.identity import (
     precision_of,
     teacher_identity,
 )
+from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
+from selective_kd.reading import parse_json, read_text
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model_from, build_recorded, load_pretrained, model_params
 from selective_kd.watch import callbacks_for
@@ -56,13 +57,15 @@ def summarize_history(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 def read_result(path: Path) -> dict[str, Any]:
     """A stage's result.json; a damaged one is a one-line error naming the folder to delete."""
+    fix = f"delete the folder {path.parent} to redo that stage"
+    text = read_text(path, "result", fix)  # a folder or a FIFO is refused in one line
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{path} cannot be read ({exc.__class__.__name__}): delete the folder {path.parent} to redo that stage") from None
+        result = parse_json(text)
+    except ValueError as exc:
+        raise UserError(f"{path} cannot be read ({exc}): {fix}") from None
     if not isinstance(result, dict):
-        raise UserError(f"{path} does not hold a stage result: delete the folder {path.parent} to redo that stage")
-    return result
+        raise UserError(f"{path} does not hold a stage result: {fix}")
+    return check_result(result, str(path), fix)
 
 
 def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
@@ -100,24 +103,20 @@ def _model_meta(stage: StageConfig, data: Dataset, identity: dict[str, Any], rol
     }
 
 
-def read_teacher_checkpoint(path: Path) -> dict[str, Any]:
-    """A finished teacher's model.pt; a missing or unreadable one says how to get a good one."""
-    if not path.is_file():
-        raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
-    try:
-        return load_checkpoint(path)
-    except UserError:
-        raise UserError(
-            f"teacher checkpoint {path} cannot be read (damaged, or more than tensors and plain data): "
-            f"delete the folder {path.parent} to train the teacher again, or pass --teacher PATH"
-        ) from None
+def read_teacher_checkpoint(path: Path, what: str = "teacher") -> dict[str, Any]:
+    """A finished stage's model.pt (the teacher's, or a scorer model's), checked against its schema."""
+    if not path.exists() and not path.is_symlink():
+        if what == "teacher":
+            raise UserError(f"teacher checkpoint {path} not found: run `selective-kd teacher` first, or pass --teacher PATH")
+        raise UserError(f"{what} checkpoint {path} not found: run the stage that trains it (`selective-kd curriculum`)")
+    fix = (f"delete the folder {path.parent} to train the teacher again, or pass --teacher PATH" if what == "teacher"
+           else f"delete the folder {path.parent} to train it again")
+    return load_checkpoint(path, MODEL_FIELDS, f"{what} checkpoint", fix)
 
 
 def load_model(path: Path, data: Dataset, runtime: Runtime, what: str = "teacher") -> tuple[nn.Module, dict[str, Any]]:
     """A finished stage's model, checked against the dataset it will see."""
-    ckpt = read_teacher_checkpoint(path)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
-        raise UserError(f"{what} checkpoint {path} is not a selective-kd model (model.pt from `selective-kd teacher`)")
+    ckpt = read_teacher_checkpoint(path, what)
     if ckpt["num_classes"] != data.num_classes:
         raise UserError(
             f"{what} checkpoint {path} predicts {ckpt['num_classes']} classes but {data.name} has "

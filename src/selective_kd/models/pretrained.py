@@ -49,13 +49,18 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     dataset's classes); a CIFAR-100 teacher of the KD benchmarks keeps its own. A file of
     another architecture is a :class:`UserError` naming the keys that do not match.
     """
+    import warnings
+
+    from selective_kd.reading import open_regular
+
     path = Path(path)
-    if not path.is_file():
-        raise UserError(f"pretrained weights {path} not found: set teacher.pretrained to a torchvision-format .pth file")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
-        raise UserError(f"cannot read pretrained weights {path}: {exc.__class__.__name__}; is it a torch state_dict?") from None
+    with open_regular(path, "pretrained weights", "set teacher.pretrained to a torchvision-format .pth file") as fh:
+        try:
+            with warnings.catch_warnings():  # torch's warnings would print above our one-line error
+                warnings.simplefilter("ignore")
+                obj = torch.load(fh, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix
+            raise UserError(f"cannot read pretrained weights {path}: {exc.__class__.__name__}; is it a torch state_dict?") from None
     state = _state_dict(obj, path)
     mine = model.state_dict()
     head = {k for k in mine if k.startswith(CLASSIFIER)}

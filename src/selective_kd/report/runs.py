@@ -8,7 +8,7 @@ one-line error naming it, before anything is written.
 
 from __future__ import annotations
 
-import json
+import io
 import math
 import re
 from collections.abc import Sequence
@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.errors import UserError
-from selective_kd.fileio import read_jsonl
 
 if TYPE_CHECKING:
     from selective_kd.curriculum.table import Curriculum
@@ -108,12 +107,14 @@ _NUMBERS = {"teacher": ("val_acc", "val_loss", "epochs"), "student": ("val_acc",
 
 def read_result(path: Path, run: Path) -> dict[str, Any]:
     """A stage's result.json with the keys the tables read; anything else is one line saying what to do."""
-    try:
-        r = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path} is corrupt or cut short ({exc.__class__.__name__}): {_stage_fix(path, run)}") from None
+    from selective_kd.fields import check_result
+    from selective_kd.reading import MAX_JSON_BYTES, loads_json, read_text
+
+    fix = _stage_fix(path, run)
+    r = loads_json(read_text(path, "result", fix, MAX_JSON_BYTES), str(path), fix)
     if not isinstance(r, dict):
         raise UserError(f"{path} holds a JSON {type(r).__name__}, not a stage result: {_stage_fix(path, run)}")
+    check_result(r, str(path), fix)
     if not isinstance(r.get("model"), str):
         raise UserError(f"{path} lacks 'model' (the stage's name): {_stage_fix(path, run)}")
     for key in _NUMBERS["teacher" if r["model"] == "teacher" else "student"]:
@@ -131,10 +132,9 @@ def read_history(path: Path, run: Path) -> list[dict[str, Any]]:
     """A stage's metrics.jsonl for Figure 3 (``[]`` when absent); a damaged one is one line."""
     if not path.exists():
         return []
-    try:
-        history = read_jsonl(path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise UserError(f"{path} is corrupt or cut short ({exc.__class__.__name__}): {_stage_fix(path, run)}") from None
+    from selective_kd.reading import read_jsonl
+
+    history = read_jsonl(path, "metrics", _stage_fix(path, run))
     for h in history:
         if not isinstance(h, dict) or not all(
             isinstance(h.get(k), (int, float)) and not isinstance(h.get(k), bool) for k in ("epoch", "val_acc", "val_loss")
@@ -239,9 +239,11 @@ def read_curriculum_file(path: Path) -> tuple[Curriculum, str]:
 
     from selective_kd.curriculum.table import read_curriculum
 
+    from selective_kd.reading import read_text
+
+    text = read_text(path, "curriculum", "delete it and run `selective-kd curriculum` (or `run`, `grid`) again", None)
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            pairs = [(int(r["index"]), int(r["label"])) for r in csv.DictReader(fh)]
+        pairs = [(int(r["index"]), int(r["label"])) for r in csv.DictReader(io.StringIO(text, newline=""))]
     except (OSError, ValueError, KeyError, TypeError, csv.Error, UnicodeDecodeError) as exc:
         raise UserError(f"curriculum {path} is malformed ({exc.__class__.__name__}): delete it and run "
                         "`selective-kd curriculum` (or `run`, `grid`) again") from None
@@ -253,9 +255,11 @@ def read_curriculum_file(path: Path) -> tuple[Curriculum, str]:
     scorer = "scorer"
     meta = path.with_suffix(".json")
     if meta.is_file():
+        from selective_kd.reading import read_json
+
         try:
-            got = json.loads(meta.read_text(encoding="utf-8")).get("scorer")
-        except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+            got = read_json(meta, "curriculum record").get("scorer")
+        except (UserError, AttributeError):
             got = None
         scorer = got if isinstance(got, str) and got else scorer
     return cur, scorer
