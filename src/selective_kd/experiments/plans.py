@@ -95,9 +95,10 @@ class StudentPlan:
             return {}
         s = self.curriculum.scores
         return {"order": self.curriculum.order, "label": s.label, "prediction": s.prediction,
-                "confidence": s.confidence, "log_confidence": s.log_confidence, "correct": s.correct}
+                "confidence": s.confidence, "log_confidence": s.log_confidence, "correct": s.correct,
+                "true_label": self.curriculum.true_label}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state and self.rescore is not None:
             scores = Scores(state["label"], state["prediction"], state["confidence"], state["log_confidence"], state["correct"])
-            self._adopt(Curriculum(scores, state["order"]))
+            self._adopt(Curriculum(scores, state["order"], state.get("true_label")))

@@ -106,7 +106,7 @@ def run_student(
     rescore = None
     if v.scorer is not None:
         fn, stratify = SCORERS.get(v.scorer).fn, cfg.curriculum.stratify
-        rescore = lambda m: fn(m, train.x, train.y, cfg.eval_batch_size, stratify)  # noqa: E731
+        rescore = lambda m: fn(m, train.x, train.y, cfg.eval_batch_size, stratify).with_truth(train.clean_y)  # noqa: E731
     plan = StudentPlan(
         order=v.order, pacing=v.pacing, pacing_params=v.pacing_params, n=len(train), batch_size=bs, epochs=scfg.epochs,
         seed=cfg.seed, curriculum=cur, fixed_shift=cfg.distill.shift, device=runtime.device, rescore=rescore,
