@@ -253,6 +253,7 @@ class _Scoring:
     seed: int
     stratify: bool
     batch_size: int
+    model_seed: int = 0  # never used: this context trains no models
 
     def kd_teacher(self) -> nn.Module:
         return self.teacher

@@ -51,9 +51,12 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     else:
         loaded = used_curricula(list(map(Path, curricula)), [])
     names = [FIGURE1] if len(loaded) == 1 else [f"figure1_curriculum_{'-'.join(f.parent.parts[-2:])}.png" for f, _, _ in loaded]
+    from selective_kd.report.noise import noise_markdown
+
+    noise = noise_markdown(loaded)  # only when some curriculum knows flipped labels
     done: list[Path] = []
     write_text(out / "results.csv", tables.csv)
-    write_text(out / "results.md", tables.markdown)
+    write_text(out / "results.md", tables.markdown if noise is None else f"{tables.markdown.rstrip()}\n\n{noise}")
     done += [out / "results.md", out / "results.csv"]
     for path, curves, title in figures:
         plot_convergence(curves, path, title=title)
