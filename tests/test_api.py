@@ -161,3 +161,29 @@ def test_a_registered_dataset_by_name() -> None:
     data = skd.dataset("digits", limit_train=200)
     assert 190 <= len(data.dataset.student_train) <= 200 and data.dataset.num_classes == 10  # stratified: rounds per class
     assert skd.dataset("digits", limit_train=200).identity == data.identity != skd.dataset("digits", limit_train=300).identity
+
+
+def test_printing_data_shows_sizes_not_tensors() -> None:
+    x, y, _ = load_digits_arrays()
+    data = skd.tensors(torch.from_numpy(x[:400]) / 16, torch.from_numpy(y[:400]), torch.from_numpy(x[1500:]) / 16,
+                       torch.from_numpy(y[1500:]))
+    for text in (repr(data), str(data), repr(data.dataset), repr(data.dataset.val)):
+        assert "tensor(" not in text and len(text) < 300, text
+    assert "train 400, val 297" in repr(data) and "297 samples" in repr(data.dataset.val)
+
+
+@pytest.mark.slow
+def test_the_readme_example_shows_a_line_per_epoch_with_its_output_in_a_file(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = readme_example().replace("epochs=10", "epochs=2")  # the example as written, shorter
+    (tmp_path / "example.py").write_text(code)
+    src = str(Path(skd.__file__).resolve().parents[1])  # this package, whatever the working directory
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    with open(tmp_path / "out.txt", "w") as out, open(tmp_path / "err.txt", "w") as err:  # no terminal
+        subprocess.run([sys.executable, "example.py"], cwd=tmp_path, stdout=out, stderr=err, check=True, timeout=600, env=env)
+    err_text = (tmp_path / "err.txt").read_text()
+    for stage in ("teacher", "student kd", "student kd-cl-sr"):
+        assert re.search(rf"\[selective-kd\] {stage}: epoch 1/2 .*\n.*{stage}: epoch 2/2 ", err_text), err_text

@@ -186,6 +186,20 @@ def test_refused_run_leaves_the_folders_config_yaml_alone(tiny_run: Path, capsys
     assert (tiny_run / "config.yaml").read_bytes() == before
 
 
+def test_a_student_refused_for_want_of_a_teacher_leaves_no_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import TINY
+
+    out = tmp_path / "fresh"
+    assert main(["student", "--quiet", "--variant", "kd", "--out", str(out), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "teacher" in err
+    assert not out.exists()  # no config.yaml and .lock that read as a run begun there
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    assert main(["student", "--quiet", "--variant", "kd", "--out", str(tmp_path / "kept"), *TINY]) == 2
+    assert (tmp_path / "kept" / "notes.txt").exists()  # a folder that was there stays, with what it held
+
+
 def test_full_disk_during_a_stage_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     import errno

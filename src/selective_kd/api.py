@@ -74,6 +74,9 @@ class Data:
     dataset: Dataset
     identity: dict[str, str]  # {"name": ..., "sha256": ...}
 
+    def __repr__(self) -> str:  # the splits' sizes and the digest, not the tensors
+        return f"Data({self.dataset.describe()}; sha256 {str(self.identity.get('sha256', ''))[:12]}…)"
+
 
 class History(list[dict[str, Any]]):
     """A stage's per-epoch records (as in ``metrics.jsonl``), with its result and trained model."""
@@ -172,10 +175,39 @@ def _model(model: ModelLike, seed: int, data: Data, runtime: Runtime, what: str)
     return model, identity
 
 
+class _StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
+    """Log lines to whatever ``sys.stderr`` is when a line is logged (a redirected stream included)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+        self.setFormatter(logging.Formatter("[selective-kd] %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+def _progress_lines(quiet: bool) -> None:
+    """Make the engine's per-epoch lines visible to a script that configured no logging.
+
+    Why: without a terminal (output to a file, CI, SLURM) the engine shows no bars but
+    one log line per epoch, at INFO; a script that never configured logging drops INFO,
+    so the README's example ran silent for minutes with its output in a file. Unless
+    the caller configured logging (a handler on our logger or on the root logger), add
+    one writing to stderr at INFO, once. ``quiet=True`` stays silent.
+    """
+    if quiet or log.handlers or logging.getLogger().handlers:
+        return
+    log.addHandler(_StderrLines())
+    if log.level == logging.NOTSET:
+        log.setLevel(logging.INFO)
+
+
 def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data: Data, files: StageFiles,
            identity: dict[str, Any], runtime: Runtime, make: Callable[[], tuple[EpochPlan, Objective, dict[str, Any]]],
            desc: str, quiet: bool, callbacks: Sequence[Callback]) -> History:
     """A finished stage's weights and history, or the stage trained (resumed) with ``engine.fit``."""
+    _progress_lines(quiet)
     if (done := finished_result(files, identity)) is not None:
         model.load_state_dict(load_checkpoint(files.model)["state_dict"])
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
@@ -221,6 +253,7 @@ class _Scoring:
     seed: int
     stratify: bool
     batch_size: int
+    model_seed: int = 0  # never used: this context trains no models
 
     def kd_teacher(self) -> nn.Module:
         return self.teacher

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
                    help="run folders, or folders holding them (a grid, or a committed copy of its results)")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
     from selective_kd.bench import add_bench_parser
     from selective_kd.experiments.grid import add_grid_parser
 
@@ -127,12 +127,16 @@ def dispatch(args: argparse.Namespace) -> int:
         return bench_command(args)
     if args.command == "report":
         from selective_kd.report import write_report
-        from selective_kd.report.runs import find_run_dirs
+        from selective_kd.report.runs import check_grid_complete, find_run_dirs
 
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
         refuse_file_as_folder(out)
-        print(write_report(find_run_dirs(args.runs), out))
-        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'} and the figures in {out}")
+        check_grid_complete(args.runs)
+        written: list[Path] = []
+        text = write_report(find_run_dirs(args.runs), out, written=written)
+        print(text)
+        figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
+        print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")
         return 0
 
     loaded = read_config(args.config, args.overrides)
@@ -150,17 +154,41 @@ def dispatch(args: argparse.Namespace) -> int:
     from selective_kd.fileio import remove_stale_temps
     from selective_kd.runlock import run_lock
 
-    with run_lock(paths.out) if is_main else nullcontext():  # under torchrun rank 0 writes, and holds it
-        if is_main:
-            remove_stale_temps(paths.out)  # ours alone while locked: temps there are from a killed command
-            _write_config(paths.out, cfg, loaded.bases, only_if_new=True)
-        _run_stage(args, cfg, paths)
-        if is_main:
-            _write_config(paths.out, cfg, loaded.bases, only_if_new=False)
-            # after the stage: a refusal stays one line on stderr, with no log line before it
-            log.info("config: %s, built on %s; recorded in %s", args.config or "the built-in digits settings",
-                     loaded.describe(), paths.out / "config.yaml")
+    fresh = not paths.out.exists()
+    try:
+        with run_lock(paths.out) if is_main else nullcontext():  # under torchrun rank 0 writes, and holds it
+            if is_main:
+                remove_stale_temps(paths.out)  # ours alone while locked: temps there are from a killed command
+                _write_config(paths.out, cfg, loaded.bases, only_if_new=True)
+            _run_stage(args, cfg, paths)
+            if is_main:
+                _write_config(paths.out, cfg, loaded.bases, only_if_new=False)
+                # after the stage: a refusal stays one line on stderr, with no log line before it
+                log.info("config: %s, built on %s; recorded in %s", args.config or "the built-in digits settings",
+                         loaded.describe(), paths.out / "config.yaml")
+    except UserError:
+        if fresh and is_main:  # refused in a folder this command made: leave no trace of it
+            _remove_if_untouched(paths.out)
+        raise
     return 0
+
+
+def _remove_if_untouched(out: Path) -> None:
+    """Delete a folder this command created when its stage was refused before writing anything but config.yaml and the lock.
+
+    Why: ``selective-kd student`` without a teacher is one line of error; it should not
+    also leave ``OUT/`` holding a ``config.yaml`` that reads as if a run had started there.
+    Anything else in the folder (a stage that began) keeps it, so a resume still works.
+    """
+    from selective_kd.runlock import LOCK_NAME
+
+    try:
+        if {p.name for p in out.iterdir()} <= {"config.yaml", LOCK_NAME}:
+            for name in ("config.yaml", LOCK_NAME):
+                (out / name).unlink(missing_ok=True)
+            out.rmdir()
+    except OSError:
+        pass  # someone else's file appeared meanwhile: leave the folder as it is
 
 
 def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:

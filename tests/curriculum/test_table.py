@@ -23,8 +23,9 @@ def test_round_trip_keeps_every_column(tmp_path: Path) -> None:
     cur = _curriculum()
     path = write_curriculum(tmp_path / "curriculum.csv", cur)
     header, first = path.read_text().splitlines()[:2]
-    assert header == "index,label,prediction,confidence,log_confidence,correct,position"
-    assert first.split(",")[0] == str(cur.order[0].item()) and first.endswith(",0")
+    assert header == "index,label,prediction,confidence,log_confidence,correct,position,noisy,true_label"
+    i = cur.order[0].item()
+    assert first.split(",")[0] == str(i) and first.endswith(f",0,0,{cur.scores.label[i].item()}")  # position 0, clean
     back = read_curriculum(path, cur.scores.label)
     assert torch.equal(back.order, cur.order)
     assert torch.equal(back.scores.confidence, cur.scores.confidence)  # repr() keeps every bit
@@ -133,3 +134,37 @@ def test_binary_file_is_one_line(tmp_path: Path, content: bytes) -> None:
         read_curriculum(path, torch.zeros(1, dtype=torch.long))
     assert f"delete {path}" in str(info.value)
 
+
+
+def test_noisy_and_true_label_round_trip(tmp_path: Path) -> None:
+    cur = _curriculum()
+    truth = cur.scores.label.clone()
+    truth[[2, 5]] = (truth[[2, 5]] + 1) % 3  # the published labels of samples 2 and 5 differ from the trained ones
+    path = write_curriculum(tmp_path / "curriculum.csv", cur.with_truth(truth))
+    rows = {int(r.split(",")[0]): r.split(",") for r in path.read_text().splitlines()[1:]}
+    assert sorted(i for i, r in rows.items() if r[7] == "1") == [2, 5]
+    assert rows[2][8] == str(truth[2].item())
+    back = read_curriculum(path, cur.scores.label)
+    assert back.true_label is not None and torch.equal(back.true_label, truth)
+    assert back.noisy is not None and torch.nonzero(back.noisy).flatten().tolist() == [2, 5]
+
+
+def test_a_file_from_before_the_noise_columns_is_still_read(tmp_path: Path) -> None:
+    cur = _curriculum()
+    path = write_curriculum(tmp_path / "curriculum.csv", cur)
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(",".join(line.split(",")[:7]) for line in lines) + "\n")
+    back = read_curriculum(path, cur.scores.label)
+    assert torch.equal(back.order, cur.order) and back.true_label is None and back.noisy is None
+
+
+def test_a_noisy_flag_that_contradicts_the_labels_is_refused(tmp_path: Path) -> None:
+    cur = _curriculum()
+    path = write_curriculum(tmp_path / "curriculum.csv", cur)
+    lines = path.read_text().splitlines()
+    cells = lines[3].split(",")
+    cells[7] = "1"  # says flipped, but true_label == label
+    lines[3] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(UserError, match="noisy disagrees with true_label"):
+        read_curriculum(path, cur.scores.label)

@@ -26,6 +26,18 @@ def test_digits_split_is_stratified_seeded_and_normalised_on_train() -> None:
     assert not torch.equal(other.val.x, data.val.x)
 
 
+def test_digits_validation_set_has_359_images_as_the_readme_and_config_say() -> None:
+    # 20% of each class, rounded per class (e.g. 35 of 177, 37 of 183): 359 in all, not 20% of 1,797 rounded once.
+    from pathlib import Path
+
+    data = load_dataset(load_config(None))
+    counts = np.bincount(np.concatenate([data.student_train.y.numpy(), data.val.y.numpy()]))
+    assert len(data.val) == sum(int(c) - round(0.8 * int(c)) for c in counts) == 359
+    root = Path(__file__).resolve().parents[2]
+    assert "One seed, 359 validation images" in (root / "README.md").read_text(encoding="utf-8")
+    assert "(359 images" in (root / "configs" / "digits.yaml").read_text(encoding="utf-8")
+
+
 def test_teacher_fraction_gives_disjoint_stratified_parts() -> None:
     data = load_dataset(load_config(None, ["data.teacher_fraction=0.6"]))
     t, s = len(data.teacher_train), len(data.student_train)

@@ -174,6 +174,9 @@ def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_as
     s = summary(out)
     assert {(r["status"], r["attempts"]) for r in s["runs"] + s["shared"]} == {("skipped", 0)}
     assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("**/model.pt"))} == stamps
+    # grid.json names folders relative to the grid folder, so a copy of it (a study folder) still finds them.
+    assert {r["folder"] for r in s["runs"]} == {"runs/digits/seed0", "runs/digits/seed1"} and s["out"] == "."
+    assert all(not Path(r["folder"]).is_absolute() and (out / r["folder"]).is_dir() for r in s["runs"] + s["shared"])
 
 
 @pytest.mark.slow
@@ -186,8 +189,8 @@ def test_failing_run_is_retried_and_reported_while_the_others_finish(tmp_path: P
     bad = runs.pop("digits-seed1-kd")
     assert (bad["status"], bad["attempts"], bad["refused"]) == ("failed", 3, False)
     assert bad["error"].startswith("FileExistsError")
-    log = Path(bad["log"])
-    assert log == out.resolve() / "logs" / "digits-seed1-kd.log" and log.exists()
+    log = out / bad["log"]
+    assert bad["log"] == "logs/digits-seed1-kd.log" and log.exists()
     text = log.read_text()
     assert text.count("=== digits-seed1-kd: attempt") == 3 and text.count("\nerror: ") == 3 and "Traceback" in text
     user = runs.pop("digits-seed0-unguided")
@@ -195,8 +198,10 @@ def test_failing_run_is_retried_and_reported_while_the_others_finish(tmp_path: P
     assert {(r["status"], r["attempts"]) for r in runs.values()} == {("done", 1)}
     assert len(results(out)) == 2
     err = capsys.readouterr().err
-    assert "failed: digits-seed1-kd after 3 attempt(s)" in err and str(log) in err
+    assert "failed: digits-seed1-kd after 3 attempt(s)" in err and str(log.name) in err
     assert "failed: digits-seed0-unguided after 1 attempt(s)" in err
+    assert len([line for line in err.splitlines() if "digits-seed1-kd" in line and "retry" not in line]) == 1  # one line per job
+    assert "grid: 5 jobs: 3 trained, 0 skipped (finished earlier with these settings), 0 refused, 2 failed" in err
     assert "Student-KD" in (out / "results.md").read_text()  # the report covers what finished
 
 
@@ -214,12 +219,17 @@ def test_grid_run_again_with_other_settings_refuses_and_never_reports_the_old_re
     # Other student settings: refused from the stored settings alone, before any teacher trains.
     assert grid(out, *argv, settings=("teacher.epochs=2", "student.epochs=2")) == 2
     runs = by_id(out)
-    assert {(r["status"], r["attempts"], r["refused"]) for r in runs.values()} == {("failed", 0, True)}
+    assert {(r["status"], r["attempts"], r["refused"]) for r in runs.values()} == {("refused", 0, True)}
     for r in runs.values():
         assert re.search(r"holds a run made with other settings \(\S*epochs differ\)", r["error"]) and "\n" not in r["error"]
     assert len(list((out / "shared").iterdir())) == 1  # no teacher was trained for a grid that cannot finish
     captured = capsys.readouterr()
-    assert "failed: digits-seed0-kd: " in captured.err and "epochs differ" in captured.err
+    assert "refused: digits-seed0-kd: " in captured.err and "epochs differ" in captured.err
+    lines = captured.err.splitlines()
+    assert not any(line.startswith(("failed", "FAILED", "REFUSED")) for line in lines)  # refused, not failed
+    assert [line for line in lines if "digits-seed0-kd" in line] == [x for x in lines if x.startswith("refused: digits-seed0-kd")]
+    assert len([line for line in lines if "digits-seed0-kd" in line]) == 1  # one line per job
+    assert "0 trained, 0 skipped (finished earlier with these settings), 2 refused, 0 failed, 1 not needed" in captured.err
     assert "no run finished with these settings" in captured.out and "Student-" not in captured.out
     assert results(out) == first and {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
@@ -230,16 +240,18 @@ def test_grid_run_again_with_other_settings_refuses_and_never_reports_the_old_re
     kd, unguided = runs["digits-seed0-kd"], runs["digits-seed0-unguided"]
     assert (kd["status"], kd["attempts"], kd["refused"]) == ("failed", 1, True)
     assert "other settings (teacher_weights differ)" in kd["error"]
-    assert "other settings" in Path(kd["log"]).read_text().splitlines()[-1]
+    assert "other settings" in (out / kd["log"]).read_text().splitlines()[-1]
     assert (unguided["status"], unguided["attempts"]) == ("done", 1)  # run, and its identical result reused
     # Its folder also holds the refused KD student's old result, so the report leaves it out.
     assert "no run finished with these settings (the run folders" in capsys.readouterr().out
     assert results(out) == first and {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
-    # The first settings again: every job is as asked, so nothing runs.
+    # The first settings again: every job is as asked, so nothing runs, and it says so.
+    capsys.readouterr()
     assert grid(out, *argv) == 0
     s = summary(out)
     assert {(r["status"], r["attempts"]) for r in s["runs"]} == {("skipped", 0)}
+    assert "grid: 3 jobs: 0 trained, 3 skipped (finished earlier with these settings), 0 refused, 0 failed" in capsys.readouterr().err
     assert "Student-KD" in (out / "results.md").read_text()
 
 

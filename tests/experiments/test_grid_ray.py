@@ -62,7 +62,7 @@ def test_grid_on_a_local_ray_finishes_runs_and_reports_a_failing_one(
     bad = second.pop("digits-seed2-kd")
     assert (bad["status"], bad["attempts"], bad["refused"]) == ("failed", 2, False)
     assert bad["error"].startswith("FileExistsError")
-    log = Path(bad["log"])
+    log = out / bad["log"]  # grid.json's paths are relative to the grid folder
     assert log.exists() and log.read_text().count("\nerror: ") == 2
     for seed in (0, 1):
         refused = second.pop(f"digits-seed{seed}-kd")

@@ -23,6 +23,7 @@ class FakeContext:
     logits_by_model: dict[str, Tensor]
     seed: int = 0
     stratify: bool = False
+    model_seed: int = 0
     trained: list[tuple[str, str, list[int] | None]] = field(default_factory=list)
 
     def kd_teacher(self) -> nn.Module:

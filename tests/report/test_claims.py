@@ -130,3 +130,27 @@ def test_claims_markdown_rows_and_note() -> None:
 def test_bad_alpha_is_one_line() -> None:
     with pytest.raises(UserError, match="alpha must be strictly between 0 and 1"):
         evaluate_claims(PER_MODEL, alpha=5)
+
+
+def test_the_claims_and_the_statistics_tables_are_one_holm_family() -> None:
+    import numpy as np
+
+    from selective_kd.report.claims import PAPER_CLAIMS
+    from selective_kd.report.stats import protocol_comparisons, stats_table
+
+    rng = np.random.default_rng(1)
+    variants = ("unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr")
+    per_model = {v: {s: float(0.8 + 0.004 * i + rng.normal(0, 0.005)) for s in range(4)} for i, v in enumerate(variants)}
+    claims = [(c.variant, c.reference) for c in PAPER_CLAIMS]
+    results = evaluate_claims(per_model, family_pairs=protocol_comparisons(list(per_model), ("kd", "unguided")))
+    rows = [{"model": m, "seed": s, "val_acc": v} for m, seeds in per_model.items() for s, v in seeds.items()]
+    table = {r["model"]: r for r in stats_table(rows, family="protocol", extra_pairs=claims)}
+    # 5 against kd, 4 more against unguided (kd − unguided once), and claims (d) and (e): 11 tests.
+    assert {r.family_size for r in results} == {11} and table["kd"]["holm_family"] == 11
+    by_key = {r.claim.key: r for r in results}
+    assert by_key["a"].p_holm == pytest.approx(table["kd"]["p_holm_vs_unguided"])
+    assert by_key["b"].p_holm == pytest.approx(table["kd-cl"]["p_holm_vs_kd"])
+    assert by_key["d"].p_holm >= by_key["d"].comparison.p_value  # adjusted, in the same family
+    assert "over all 11 comparisons of this protocol at once" in claims_markdown(results)
+    alone = {r.claim.key: r.p_holm for r in evaluate_claims(per_model)}  # the five claims alone: a smaller family
+    assert all(alone[k] <= by_key[k].p_holm + 1e-12 for k in alone)

@@ -130,3 +130,58 @@ def test_lambda_figure_data_is_the_last_epoch_of_each_seed(tmp_path: Path) -> No
     series = lambda_series(collect_results(find_run_dirs([grid])))
     # Only the variants whose λ follows the batch (policy selective), one list per seed.
     assert series == {"digits": {"kd-cl-sr": [[0.0, 0.1, 0.2]] * 2, "kd-cl-inv-sr": [[0.2, 0.1, 0.0]] * 2}}
+
+
+def name_runs_in_grid_json(grid: Path, absolute_out: str | None = None) -> int:
+    """Write grid.json naming every student under ``grid/runs`` as finished, as `grid` records them.
+
+    With ``absolute_out`` the folders are absolute under that path, as grid.json files
+    written before issue 21 recorded them (the machine that ran the grid).
+    """
+    runs = []
+    for result in sorted(grid.glob("runs/**/students/*/result.json")):
+        folder = result.parent.parent.parent.relative_to(grid).as_posix()
+        if absolute_out is not None:
+            folder = f"{absolute_out}/{folder}"
+        runs.append({"id": f"{folder}-{result.parent.name}", "kind": "student", "status": "done",
+                     "folder": folder, "variant": result.parent.name})
+    (grid / "grid.json").write_text(json.dumps({"out": absolute_out or ".", "runs": runs, "shared": []}))
+    return len(runs)
+
+
+@pytest.mark.parametrize("absolute_out", [None, "/elsewhere/runs/study-p1"])
+def test_a_grid_folder_missing_runs_its_grid_json_names_is_refused_in_one_line(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], absolute_out: str | None) -> None:
+    grid = committed_grid(tmp_path / "g", seeds=2)
+    n = name_runs_in_grid_json(grid, absolute_out)
+    assert main(["report", str(grid), "--out", str(tmp_path / "complete")]) == 0  # relative and old absolute folders found
+    capsys.readouterr()
+    for result in grid.glob("runs/digits/seed1/students/*/result.json"):
+        result.unlink()  # a clean clone of a study whose per-run results were never committed
+    (grid / "results.md").write_text("the committed 9-variant table\n")
+    for argv in (["report", str(grid), "--out", str(tmp_path / "out")], ["report", str(grid)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and err.startswith(f"error: {grid / 'grid.json'} names {n} finished runs and 6 of them")
+        assert f"looked for e.g. {grid / 'runs' / 'digits' / 'seed1' / 'students'}" in err
+    assert not (tmp_path / "out").exists()  # nothing written elsewhere,
+    assert (grid / "results.md").read_text() == "the committed 9-variant table\n"  # nor in place
+
+
+def test_report_names_only_the_figures_it_wrote(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = fake_run(tmp_path / "run")
+    for metrics in run.glob("**/metrics.jsonl"):
+        metrics.unlink()  # no per-epoch metrics: nothing to draw
+    assert main(["report", str(run), "--out", str(tmp_path / "out")]) == 0
+    assert "figures: none" in capsys.readouterr().out and not list((tmp_path / "out").glob("*.png"))
+    assert main(["report", str(committed_grid(tmp_path / "g")), "--out", str(tmp_path / "out2")]) == 0
+    assert "figures: figure3_convergence.png, figure_lambda.png, figure1_curriculum.png" in capsys.readouterr().out
+
+
+def test_lambda_legend_says_its_mean_is_the_drawn_epochs_not_the_tables() -> None:
+    import numpy as np
+
+    from selective_kd.report.figures import lambda_legend
+
+    label = lambda_legend("kd-cl-sr", np.array([[0.0, 0.1, 0.2], [0.0, 0.1, 0.2]]))
+    assert label == "Student-KD-CL-SR (n=2, this epoch's mean λ 0.100)"  # the table's mean λ covers all of training

@@ -113,6 +113,23 @@ def test_low_lambda_of_selective_reliance_is_one_line_with_the_remedies(tmp_path
     assert "| kd-cl-inv-sr | 2 | " in md and "| 0.100 |" in md.split("| kd-cl-inv-sr | 2 | ")[1].split("\n")[0]
 
 
+def test_low_lambda_warning_ends_the_terminal_output_of_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = fake_run(tmp_path / "run", variants=("kd", "kd-cl-sr"), lam={"kd-cl-sr": [0.0, 0.0, 0.006]})
+    text = write_report([run], tmp_path / "out")
+    assert text.splitlines()[-1].startswith("warning: λ below 0.05: Student-KD-CL-SR (mean λ 0.002)")
+    assert "**" not in text and "curriculum.scorer: crossfit" in text  # plain text, remedies named
+    assert main(["report", str(run), "--out", str(tmp_path / "out2")]) == 0
+    assert "warning: λ below 0.05: Student-KD-CL-SR" in capsys.readouterr().out
+    assert "warning" not in write_report([fake_run(tmp_path / "fine")], tmp_path / "out3")
+
+
+def test_terminal_table_columns_line_up_for_a_long_dataset_name(tmp_path: Path) -> None:
+    runs = [fake_run(tmp_path / "f", dataset="fashion-mnist"), fake_run(tmp_path / "d", dataset="digits", seed=1)]
+    lines = write_report(runs, tmp_path / "out").splitlines()
+    assert len(lines) == 5 and len({line.index("%") for line in lines[1:]}) == 1  # val_acc in one column
+    assert len({len(line) for line in lines}) == 1  # every row as wide as the header
+
+
 def test_no_lambda_note_when_selective_reliance_uses_its_teacher(tmp_path: Path) -> None:
     runs = [fake_run(tmp_path / f"seed{s}", seed=s, lam={"kd-cl-sr": [0.05, 0.05, 0.05]}) for s in range(2)]
     write_report(runs, tmp_path / "out")

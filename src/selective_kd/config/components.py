@@ -63,6 +63,9 @@ def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
                             f"{', '.join(dynamic)} (static scorers go in curriculum.scorer)")
         scorer_params = SCORERS.params(v.scorer, v.scorer_params, f"{where}.scorer_params")
         check_scorer_params(v.scorer, scorer_params, f"{where}.scorer_params")
+        if "plan" in POLICIES.get(v.policy).needs:  # SR's controls compute λ from the batches before training
+            raise UserError(f"config key '{where}.scorer': policy {v.policy} computes its λ before training from the "
+                            f"run's curriculum, which {v.scorer} would re-score: remove scorer, or use policy selective")
     return VariantConfig(order=v.order, pacing=v.pacing, pacing_params=pacing_params, policy=v.policy,
                          policy_params=policy_params, lam=None, loss=v.loss, loss_params=loss_params,
                          scorer=v.scorer, scorer_params=scorer_params)

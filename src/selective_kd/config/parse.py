@@ -56,6 +56,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             raise bad
         return value
     if origin in (Union, types.UnionType):
+        sections = [a for a in get_args(tp) if dataclasses.is_dataclass(a)]
+        if isinstance(value, dict) and len(sections) == 1:  # `section | None` given a mapping: name the bad key inside
+            return _coerce(value, sections[0], key)
         for arg in get_args(tp):
             try:
                 return _coerce(value, arg, key)
@@ -291,7 +294,9 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
     from selective_kd.layout import check_folder_name
 
     check_folder_name(cfg.name, "name")  # runs go to runs/<name> (or pass --out for another place)
-    for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed)):
+    for key, seed in (("seed", cfg.seed), ("data.split_seed", cfg.data.split_seed), ("teacher.seed", cfg.teacher.seed)):
+        if seed is None:
+            continue
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,
          f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")

@@ -12,6 +12,17 @@ from typing import Any, Literal
 
 
 @dataclass
+class LabelNoiseConfig:
+    """Corrupt the training labels (teacher, scorers and students all learn from them);
+    validation and test labels stay clean. See ``selective_kd.data.noise``."""
+
+    rate: float = 0.0  # fraction of the training samples (asymmetric: of those whose class the map covers) flipped
+    kind: Literal["symmetric", "asymmetric"] = "symmetric"  # a uniformly random other class | the map's class
+    seed: int = 0  # chooses which samples flip (and, symmetric, to what); apart from `seed` and `data.split_seed`
+    map: dict[str, int] | None = None  # asymmetric: class index -> class it flips to (None: the dataset's own map)
+
+
+@dataclass
 class DataConfig:
     """Where the data come from and how they are split."""
 
@@ -28,6 +39,7 @@ class DataConfig:
     teacher_fraction: float | None = None  # paper appendix: teacher trains on this part, students on the rest
     limit_train: int | None = None  # keep only the first N (stratified) training samples: quick looks
     limit_val: int | None = None
+    label_noise: LabelNoiseConfig | None = None  # None: the labels as published
 
 
 @dataclass
@@ -56,6 +68,9 @@ class StageConfig:
 
 @dataclass
 class TeacherConfig(StageConfig):
+    # None: the top-level `seed`. Seeds the teacher and the models a scorer trains; a grid's
+    # `teacher_seeds` axis sets it, so each teacher (and its curriculum) is its own run
+    seed: int | None = None
     pretrained: str | None = None  # torchvision-format state_dict to fine-tune
     input_size: int | None = None  # upsample inputs to this size (e.g. 224 for ImageNet weights)
 
@@ -108,6 +123,7 @@ class GridConfig:
     """A grid's axes when a config file names them (command-line axes override these)."""
 
     seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
+    teacher_seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: one teacher (seed `seed`)
     datasets: list[str] | None = None  # None: `dataset`
 
 
@@ -131,6 +147,11 @@ class Config:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
+
+    @property
+    def teacher_seed(self) -> int:
+        """The seed of the teacher and of the models a scorer trains: ``teacher.seed``, else ``seed``."""
+        return self.seed if self.teacher.seed is None else self.teacher.seed
 
 
 # What `selective-kd run` uses without --config, and what `base: digits` in a file starts

@@ -42,7 +42,9 @@ class ScoringContext(Protocol):
     """What a static scorer may ask of the pipeline."""
 
     y: Tensor  # labels of the set to score (the student's training set), CPU
-    seed: int  # the data split seed: folds and extra members derive from it
+    seed: int  # the data split seed: folds derive from it
+    model_seed: int  # the teacher's seed: the models a scorer trains derive theirs from it, so that
+    # several teachers (a grid's teacher_seeds) give several curricula, not one
     stratify: bool
 
     def kd_teacher(self) -> nn.Module:
@@ -92,7 +94,7 @@ def cross_fitted(ctx: ScoringContext, folds: int) -> Curriculum:
     logits: Tensor | None = None
     for f in range(folds):
         held = torch.nonzero(fold == f).flatten()
-        model = ctx.train_model("teacher", "student_train", torch.nonzero(fold != f).flatten(), f"fold{f}", ctx.seed + f)
+        model = ctx.train_model("teacher", "student_train", torch.nonzero(fold != f).flatten(), f"fold{f}", ctx.model_seed + f)
         part = ctx.logits(model, held)
         if logits is None:
             logits = torch.empty((ctx.y.numel(), part.shape[1]), dtype=part.dtype)
@@ -104,7 +106,7 @@ def cross_fitted(ctx: ScoringContext, folds: int) -> Curriculum:
 @SCORERS.register("self-taught", needs=("trains_student",))
 def self_taught(ctx: ScoringContext) -> Curriculum:
     """Hacohen & Weinshall's bootstrapping: the student's architecture, trained plainly, scores."""
-    model = ctx.train_model("student", "student_train", None, "self-taught", ctx.seed)
+    model = ctx.train_model("student", "student_train", None, "self-taught", ctx.model_seed)
     return curriculum_from_scores(scores_from_logits(ctx.logits(model), ctx.y), ctx.stratify)
 
 
@@ -113,7 +115,7 @@ def ensemble(ctx: ScoringContext, members: int) -> Curriculum:
     """Mean softmax of the KD teacher and ``members − 1`` teachers trained with other seeds."""
     probs = torch.softmax(ctx.logits(ctx.kd_teacher()).double(), dim=1)
     for m in range(1, members):
-        model = ctx.train_model("teacher", "teacher_train", None, f"member{m}", ctx.seed + 1000 * m)
+        model = ctx.train_model("teacher", "teacher_train", None, f"member{m}", ctx.model_seed + 1000 * m)
         probs += torch.softmax(ctx.logits(model).double(), dim=1)
     return curriculum_from_scores(scores_from_logits(torch.log(probs / members), ctx.y), ctx.stratify)
 

@@ -12,7 +12,9 @@ Which samples a run evaluates on is one key, ``data.val_source``:
   or an npz / image folder without one). This is what runs did before the key existed.
 
 The validation set is never the training set itself, and the teacher/student split
-(``data.teacher_fraction``) is taken from what remains for training.
+(``data.teacher_fraction``) is taken from what remains for training. ``data.label_noise``
+then corrupts the training labels only (:mod:`selective_kd.data.noise`); splits are
+stratified by the clean labels, so noise never moves a sample between them.
 """
 
 from __future__ import annotations
@@ -34,13 +36,21 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Split:
     x: Tensor  # float32, N×C×H×W, normalised
-    y: Tensor  # int64, N
+    y: Tensor  # int64, N: the labels training uses (noisy under data.label_noise)
+    clean_y: Tensor | None = None  # int64, N: the published labels, when data.label_noise changed y
 
     def __len__(self) -> int:
         return int(self.y.numel())
 
     def to(self, device: torch.device | str) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+        return Split(self.x.to(device), self.y.to(device), None if self.clean_y is None else self.clean_y.to(device))
+
+    def subset(self, idx: Tensor) -> Split:
+        """The samples ``idx`` (CPU index tensor), clean labels included."""
+        return Split(self.x[idx].contiguous(), self.y[idx], None if self.clean_y is None else self.clean_y[idx])
+
+    def __repr__(self) -> str:  # shapes, not the tensors: printing a dataset must not dump every pixel
+        return f"Split({len(self)} samples, x {self.x.dtype} {tuple(self.x.shape)}, on {self.x.device})"
 
 
 @dataclass(frozen=True)
@@ -70,14 +80,21 @@ class Dataset:
     def same_train_sets(self) -> bool:
         return self.teacher_train is self.student_train
 
+    def __repr__(self) -> str:  # what it holds, not the tensors (printing one used to dump every pixel)
+        return f"Dataset({self.describe()})"
+
     def describe(self) -> str:
         parts = f"train {len(self.student_train)}"
         if not self.same_train_sets:
             parts = f"teacher train {len(self.teacher_train)}, student train {len(self.student_train)}"
         val = "official test set" if self.val_source == "test" else "held out from training data"
+        noise = ""
+        if self.student_train.clean_y is not None:
+            flipped = int((self.student_train.y != self.student_train.clean_y).sum())
+            noise = f"; {flipped} student training labels flipped (data.label_noise)"
         return (
             f"{self.name}: {parts}, val {len(self.val)}, {self.num_classes} classes, "
-            f"input {tuple(self.val.x.shape[1:])}; val = {val}"
+            f"input {tuple(self.val.x.shape[1:])}; val = {val}{noise}"
         )
 
 
@@ -123,23 +140,28 @@ def build_dataset(
     cfg: Config,
     val_source: str = "split",
 ) -> Dataset:
-    """Normalise with training statistics, apply limits and the teacher/student split."""
+    """Normalise with training statistics, apply limits, label noise and the teacher/student split."""
     keep = _limit(y_train, cfg.data.limit_train, cfg.data.split_seed)
     x_train, y_train = x_train[keep], y_train[keep]
+    clean = None
+    if cfg.data.label_noise is not None:
+        from selective_kd.data.noise import corrupt_labels
+
+        clean = torch.as_tensor(y_train, dtype=torch.long)
+        noisy = corrupt_labels(y_train, cfg.data.label_noise, name, len(classes))
     keep = _limit(y_val, cfg.data.limit_val, cfg.data.split_seed, "data.limit_val")
     x_val, y_val = x_val[keep], y_val[keep]
     xt = torch.as_tensor(x_train, dtype=torch.float32)
     xv = torch.as_tensor(x_val, dtype=torch.float32)
     mean = xt.mean(dim=(0, 2, 3), keepdim=True)
     std = xt.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
-    train = Split(((xt - mean) / std).contiguous(), torch.as_tensor(y_train, dtype=torch.long))
+    labels = torch.as_tensor(y_train if clean is None else noisy, dtype=torch.long)
+    train = Split(((xt - mean) / std).contiguous(), labels, clean)
     val = Split(((xv - mean) / std).contiguous(), torch.as_tensor(y_val, dtype=torch.long))
     teacher_train = student_train = train
-    if cfg.data.teacher_fraction is not None:
+    if cfg.data.teacher_fraction is not None:  # stratified by the clean labels: noise moves no sample
         t_idx, s_idx = stratified_split(y_train, cfg.data.teacher_fraction, seed=cfg.data.split_seed + 1)
-        ti, si = torch.from_numpy(t_idx), torch.from_numpy(s_idx)
-        teacher_train = Split(train.x[ti].contiguous(), train.y[ti])
-        student_train = Split(train.x[si].contiguous(), train.y[si])
+        teacher_train, student_train = train.subset(torch.from_numpy(t_idx)), train.subset(torch.from_numpy(s_idx))
     return Dataset(
         name=name,
         num_classes=len(classes),

@@ -72,6 +72,9 @@ def check_data(cfg: Config) -> None:
                 f"config key 'data.{key}': {value!r} exists only for {' and '.join(users)}, "
                 f"not for dataset {cfg.dataset}: remove it"
             )
+    from selective_kd.data.noise import check_label_noise
+
+    check_label_noise(cfg)
     size = cfg.data.image_size
     if size is not None and size < 8:
         raise UserError(f"config key 'data.image_size': must be at least 8 pixels, got {size}")

@@ -51,6 +51,19 @@ class FixedConfidence:
     shift: float
 
 
+class BatchPlan(Protocol):
+    """A student's batches known before training: what the selective-reliance controls read."""
+
+    seed: int
+    epochs: int
+
+    def steps(self, epoch: int) -> int: ...
+
+    def planned_batches(self, epoch: int) -> list[Tensor]:
+        """The index tensors (whole batches, CPU) the engine will train epoch ``epoch`` on."""
+        ...
+
+
 def selective_reliance_lambda(batch_confidence: Tensor | float, max_confidence: float, shift: float) -> Tensor | float:
     """The paper's equation: λ = (1 − C̄_b) / max(C_g) − s (unclamped)."""
     return (1.0 - batch_confidence) / max_confidence - shift
@@ -113,6 +126,42 @@ class ScheduledLambda:
         return self.start + (self.end - self.start) * min(1.0, max(0.0, batch.progress))
 
 
+def selective_lambdas(source: ConfidenceSource, plan: BatchPlan) -> list[Tensor]:
+    """SR's λ for every batch of every epoch (one tensor per epoch), as :class:`SelectiveReliance` gives them."""
+    out = []
+    for epoch in range(plan.epochs):
+        values = [torch.clamp(selective_reliance_lambda(source.confidence[b.to(source.confidence.device)].mean(),
+                                                        source.max_confidence, source.shift), 0.0, 1.0)
+                  for b in plan.planned_batches(epoch)]
+        out.append(torch.stack(values) if values else torch.empty(0, device=source.confidence.device))
+    return out
+
+
+def _plan_of(source: ConfidenceSource | None, name: str) -> tuple[ConfidenceSource, BatchPlan]:
+    plan = getattr(source, "plan", None)
+    if source is None or plan is None:
+        raise ValueError(f"policy {name!r} needs the curriculum's confidences and the student's batch plan")
+    return source, plan
+
+
+@dataclass(frozen=True)
+class ShuffledLambda:
+    """A λ per step, looked up by (epoch, step); the step follows from ``batch.progress``.
+
+    Why progress: the engine gives each step ``progress = (steps before it) / total``, so
+    the step within the epoch is exact without the policy counting calls (which a resume
+    or a second rank would disturb).
+    """
+
+    table: list[Tensor]  # per epoch, λ per step
+    before: list[int]  # steps before each epoch
+    total: int
+
+    def __call__(self, batch: Batch) -> Tensor:
+        step = round(batch.progress * self.total) - self.before[batch.epoch]
+        return self.table[batch.epoch][step]
+
+
 # --------------------------------------------------------------------------- registry
 # Each entry builds a policy from its parameters and, for selective kinds, the source of
 # confidences. Adding a policy is one function and one line.
@@ -138,6 +187,45 @@ def selective_sample(source: ConfidenceSource | None) -> LambdaPolicy:
     """Selective reliance per sample rather than per batch."""
     assert source is not None, "selective reliance needs the curriculum's confidences"
     return PerSampleSelectiveReliance(source)
+
+
+@POLICIES.register("selective-mean", needs=("teacher", "curriculum", "plan"))
+def selective_mean(source: ConfidenceSource | None) -> LambdaPolicy:
+    """Control for SR: a constant λ equal to the mean λ SR would give in this run.
+
+    Computed before training from the curriculum's confidences and the student's batch
+    plan (its order, pacing and seed): SR's λ of every batch of every epoch, averaged
+    over samples (each batch weighs its size). Every epoch has the same number of
+    samples, so this is also the mean over epochs that SR's result.json logs as
+    ``lam_mean``. SR and this control then distill equally much in total; only SR makes
+    λ follow the batch's difficulty, so "SR differs from KD" is told apart from "less
+    teacher".
+    """
+    src, plan = _plan_of(source, "selective-mean")
+    lams = selective_lambdas(src, plan)
+    weights = [torch.tensor([float(b.numel()) for b in plan.planned_batches(e)], dtype=torch.float64)
+               for e in range(plan.epochs)]
+    total = sum(float((lam.double().cpu() * w).sum()) for lam, w in zip(lams, weights))
+    return ConstantLambda(total / sum(float(w.sum()) for w in weights))
+
+
+@POLICIES.register("selective-shuffled", needs=("teacher", "curriculum", "plan"))
+def selective_shuffled(source: ConfidenceSource | None) -> LambdaPolicy:
+    """Control for SR: SR's own per-batch λ values, in a shuffled batch order.
+
+    Each epoch keeps exactly the multiset of λ values SR gives its batches, permuted by
+    a generator seeded by (student seed, epoch): λ no longer follows the batch it is
+    applied to, while its amount and its spread stay SR's.
+    """
+    from selective_kd.curriculum.ordering import epoch_generator
+
+    src, plan = _plan_of(source, "selective-shuffled")
+    table = []
+    for epoch, lam in enumerate(selective_lambdas(src, plan)):
+        perm = torch.randperm(lam.numel(), generator=epoch_generator(plan.seed, epoch, stream=3))
+        table.append(lam[perm.to(lam.device)])
+    steps = [plan.steps(e) for e in range(plan.epochs)]
+    return ShuffledLambda(table, [sum(steps[:e]) for e in range(plan.epochs)], sum(steps))
 
 
 @POLICIES.register("schedule", params={"start": 0.0, "end": 0.5}, needs=("teacher", "progress"))

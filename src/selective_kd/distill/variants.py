@@ -1,4 +1,4 @@
-"""The paper's six student variants, as plain data (and their names in the paper).
+"""The paper's six student variants and two controls, as plain data (and the paper's names).
 
 A variant is a row: an order, a pacing function, a λ policy (with its parameters) and a
 loss. Adding one is adding a row here or under ``distill.custom_variants`` in a config,
@@ -17,6 +17,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "kd-cl-inv": {"order": "inverse", "policy": "constant", "policy_params": {"lam": 0.5}},  # Student-KD-CL'
     "kd-cl-sr": {"order": "curriculum", "policy": "selective"},  # Student-KD-CL-SR
     "kd-cl-inv-sr": {"order": "inverse", "policy": "selective"},  # Student-KD-CL'-SR
+    # Controls for selective reliance (not the paper's; reports name them by these keys):
+    "kd-cl-srmean": {"order": "curriculum", "policy": "selective-mean"},  # constant λ = SR's mean λ on this run
+    "kd-cl-srshuf": {"order": "curriculum", "policy": "selective-shuffled"},  # SR's λ values, batches shuffled
 }
 
 PAPER_NAMES: dict[str, str] = {

@@ -53,6 +53,10 @@ class _Scoring:
         return self.cfg.data.split_seed
 
     @property
+    def model_seed(self) -> int:
+        return self.cfg.teacher_seed
+
+    @property
     def stratify(self) -> bool:
         return self.cfg.curriculum.stratify
 
@@ -65,7 +69,7 @@ class _Scoring:
         stage = self.cfg.teacher if role == "teacher" else self.cfg.student
         split: Split = getattr(self.data, on)
         if idx is not None:
-            split = Split(split.x[idx].contiguous(), split.y[idx])
+            split = split.subset(idx)
         identity = {"role": f"scorer model {name}", **stage_identity(self.cfg, role, precision(self.runtime), seed),
                     "on": on, "samples": tensor_digest(idx) if idx is not None else None}
         files = StageFiles(self.paths.scorer_dir / name)
@@ -106,7 +110,7 @@ def run_curriculum(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime
             return read_curriculum(paths.curriculum, data.student_train.y)
         log.info("curriculum: %s was made with other settings or edited; scoring again", paths.curriculum)
     t0 = time.perf_counter()
-    cur = comp.fn(_Scoring(cfg, paths, data, runtime, quiet), **cur_cfg.params)
+    cur = comp.fn(_Scoring(cfg, paths, data, runtime, quiet), **cur_cfg.params).with_truth(data.student_train.clean_y)
     if runtime.dist.is_main:
         write_curriculum(paths.curriculum, cur)
         write_json(meta_path, {"identity": identity, "csv_sha256": file_digest(paths.curriculum),

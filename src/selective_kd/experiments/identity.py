@@ -39,19 +39,31 @@ def precision_of(autocast_dtype: Any) -> str:
 
 
 def data_identity(cfg: Config) -> dict[str, Any]:
-    """The dataset and the whole data section, minus where its files lie."""
-    return {"dataset": cfg.dataset, **{k: v for k, v in to_dict(cfg.data).items() if k not in LOCATION_KEYS}}
+    """The dataset and the whole data section, minus where its files lie.
+
+    ``label_noise`` joins only when set: clean labels are what every result made before
+    the key existed used, so those results stay valid, and any noise setting (rate, kind,
+    seed, map) makes another identity.
+    """
+    data = {k: v for k, v in to_dict(cfg.data).items() if k not in LOCATION_KEYS}
+    if data.get("label_noise") is None:
+        data.pop("label_noise", None)
+    return {"dataset": cfg.dataset, **data}
 
 
 def stage_identity(cfg: Config, role: str, precision: str, seed: int | None = None) -> dict[str, Any]:
     """A supervised stage: the data, its whole stage section (``teacher`` or ``student``),
     seed, batch size, precision. Keys mirror the config, so a mismatch names config keys."""
     stage: StageConfig = getattr(cfg, role)
+    if seed is None:
+        seed = cfg.teacher_seed if role == "teacher" else cfg.seed
+    section = stage_section(stage, role)
+    section.pop("seed", None)  # teacher.seed is resolved into "seed" (None: the top-level seed)
     return {
         "data": data_identity(cfg),
-        "seed": cfg.seed if seed is None else seed,
+        "seed": seed,
         "batch_size": stage.batch_size or cfg.batch_size,
-        role: stage_section(stage, role),
+        role: section,
         "precision": precision,
     }
 
@@ -73,6 +85,7 @@ def stage_section(stage: StageConfig, role: str) -> dict[str, Any]:
 
 
 def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:
+    """The teacher: its stage, seeded by ``cfg.teacher_seed`` (``teacher.seed``, else ``seed``)."""
     return {"role": "teacher", **stage_identity(cfg, "teacher", precision)}
 
 
@@ -89,9 +102,9 @@ def curriculum_identity(cfg: Config, teacher_digest: str | None, precision: str)
         "teacher_weights": teacher_digest,
         "precision": precision,
     }
-    for role in ("teacher", "student"):
+    for role in ("teacher", "student"):  # the models a scorer trains are seeded from the teacher's seed
         if f"trains_{role}" in needs:
-            ident[f"trains_{role}"] = stage_identity(cfg, role, precision)
+            ident[f"trains_{role}"] = stage_identity(cfg, role, precision, cfg.teacher_seed)
     return ident
 
 

@@ -29,6 +29,7 @@ class ConfidenceHolder:
     confidence: Tensor
     max_confidence: float
     shift: float
+    plan: StudentPlan | None = None  # the batches to come, for policies that look ahead (SR's controls)
 
 
 class StudentPlan:
@@ -55,7 +56,7 @@ class StudentPlan:
         self.pacer = Pacer(lambda p: fn(p, **pacing_params), pacing != "none", n, batch_size, epochs, seed)
         self.order_fn = ORDERS.get(order).fn
         self.random = "curriculum" not in ORDERS.get(order).needs
-        self.n, self.seed, self.batch_size = n, seed, batch_size
+        self.n, self.seed, self.batch_size, self.epochs = n, seed, batch_size, epochs
         self.fixed_shift, self.device = fixed_shift, device
         self.rescore, self.every, self.write_to = rescore, every, write_to
         self.curriculum = curriculum
@@ -64,7 +65,7 @@ class StudentPlan:
     def _source(self, cur: Curriculum) -> ConfidenceHolder:
         conf = cur.scores.confidence
         shift = self.fixed_shift if self.fixed_shift is not None else default_shift(conf, cur.order, self.batch_size)
-        return ConfidenceHolder(conf.float().to(self.device), float(conf.max().item()), shift)
+        return ConfidenceHolder(conf.float().to(self.device), float(conf.max().item()), shift, self)
 
     def _adopt(self, cur: Curriculum) -> None:
         self.curriculum = cur
@@ -84,6 +85,15 @@ class StudentPlan:
             self._adopt(self.rescore(model))
             if self.write_to is not None and self.curriculum is not None:
                 write_curriculum(self.write_to, self.curriculum)
+        return self._batches(epoch)
+
+    def planned_batches(self, epoch: int) -> list[Tensor]:
+        """The batches of ``epoch`` known before training; a re-scoring plan cannot know them."""
+        if self.rescore is not None:
+            raise ValueError("a plan whose curriculum is re-scored in training cannot tell its batches in advance")
+        return self._batches(epoch)
+
+    def _batches(self, epoch: int) -> list[Tensor]:
         ordered = self.curriculum.order if self.curriculum is not None else None
         # Paced random orders keep one permutation (Wu et al.'s "random curriculum"): a
         # fresh one per epoch would make the paced prefix cover everything.
@@ -95,9 +105,10 @@ class StudentPlan:
             return {}
         s = self.curriculum.scores
         return {"order": self.curriculum.order, "label": s.label, "prediction": s.prediction,
-                "confidence": s.confidence, "log_confidence": s.log_confidence, "correct": s.correct}
+                "confidence": s.confidence, "log_confidence": s.log_confidence, "correct": s.correct,
+                "true_label": self.curriculum.true_label}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state and self.rescore is not None:
             scores = Scores(state["label"], state["prediction"], state["confidence"], state["log_confidence"], state["correct"])
-            self._adopt(Curriculum(scores, state["order"]))
+            self._adopt(Curriculum(scores, state["order"], state.get("true_label")))

@@ -174,7 +174,8 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
 def run_teacher(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> dict[str, Any]:
     """Train (or fine-tune) the teacher and report its validation accuracy and loss (Table 1)."""
     identity = teacher_identity(cfg, precision(runtime))
-    result = train_supervised(cfg, cfg.teacher, data.teacher_train, data, paths.teacher, identity, cfg.seed, runtime, "teacher", quiet)
+    result = train_supervised(cfg, cfg.teacher, data.teacher_train, data, paths.teacher, identity, cfg.teacher_seed, runtime,
+                              "teacher", quiet)
     return {**result, "model": "teacher"}
 
 

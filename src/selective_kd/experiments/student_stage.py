@@ -81,6 +81,17 @@ def _teacher_signal(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtim
     return CachedTeacher(on_device)
 
 
+def _trained_with_seed(checkpoint: dict[str, Any], fallback: int) -> int:
+    """The seed the teacher's own identity records (what trained it), else ``fallback`` (the config's).
+
+    Why: the statistics nest students in teachers by this number, and a student run on
+    its own (``selective-kd student``) may name another seed than the one its teacher had.
+    """
+    ident = checkpoint.get("identity") if isinstance(checkpoint, dict) else None
+    seed = ident.get("seed") if isinstance(ident, dict) else None
+    return seed if isinstance(seed, int) and not isinstance(seed, bool) else fallback
+
+
 def run_student(
     cfg: Config, paths: RunPaths, variant: str, data: Dataset, runtime: Runtime, quiet: bool = False
 ) -> dict[str, Any]:
@@ -89,9 +100,9 @@ def run_student(
     scfg = cfg.student
     bs = scfg.batch_size or cfg.batch_size
     use_teacher, use_cur = needs_teacher(v), needs_curriculum(v)
-    signal_name, teacher_digest = "none", None
+    signal_name, teacher_digest, teacher_seed = "none", None, cfg.teacher_seed
     if use_teacher:
-        read_teacher_checkpoint(paths.teacher.model)
+        teacher_seed = _trained_with_seed(read_teacher_checkpoint(paths.teacher.model), teacher_seed)
         signal_name, teacher_digest = teacher_signal_mode(cfg), file_digest(paths.teacher.model)
     cur = read_curriculum(paths.curriculum, data.student_train.y) if use_cur else None
     identity = student_identity(
@@ -106,7 +117,7 @@ def run_student(
     rescore = None
     if v.scorer is not None:
         fn, stratify = SCORERS.get(v.scorer).fn, cfg.curriculum.stratify
-        rescore = lambda m: fn(m, train.x, train.y, cfg.eval_batch_size, stratify)  # noqa: E731
+        rescore = lambda m: fn(m, train.x, train.y, cfg.eval_batch_size, stratify).with_truth(train.clean_y)  # noqa: E731
     plan = StudentPlan(
         order=v.order, pacing=v.pacing, pacing_params=v.pacing_params, n=len(train), batch_size=bs, epochs=scfg.epochs,
         seed=cfg.seed, curriculum=cur, fixed_shift=cfg.distill.shift, device=runtime.device, rescore=rescore,
@@ -127,7 +138,7 @@ def run_student(
         out_dir=files.dir, identity=identity, eval_batch_size=cfg.eval_batch_size, desc=f"student {variant}", quiet=quiet,
         callbacks=callbacks_for(cfg, files.dir, scfg.epochs),
     )
-    result = {"model": variant, "arch": scfg.arch, "shift": plan.shift, "teacher_signal": signal_name,
+    result = {"model": variant, "arch": scfg.arch, "teacher_seed": teacher_seed, "shift": plan.shift, "teacher_signal": signal_name,
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f mean λ %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"],
              result["lam_mean"], result["seconds"])

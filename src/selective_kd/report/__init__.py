@@ -9,10 +9,14 @@ from typing import Any
 FIGURE_LAMBDA = "figure_lambda.png"
 
 
-def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] | None = None) -> str:
+def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] | None = None,
+                 written: list[Path] | None = None) -> str:
     """results.md, results.csv, Figures 1 and 3 and the λ figure for the given run folders.
 
-    Returns Table 2 as text. ``curricula`` are the curriculum.csv files to draw as
+    Returns Table 2 as text, followed by any warning the tables carry (a selective-
+    reliance student whose mean λ is near 0), so the terminal shows it too. The paths
+    written are appended to ``written`` when given, so a caller names only the figures
+    that exist (a folder without per-epoch metrics gets none). ``curricula`` are the curriculum.csv files to draw as
     Figure 1; by default those beside the runs or under their grid's ``shared/`` that the
     students read (:func:`selective_kd.report.runs.find_curricula`). Every file is read
     and every table computed before the first write, so a damaged result, curriculum or
@@ -35,7 +39,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     for dataset in datasets:
         curves: dict[str, list[Any]] = {}
         for r in rows:
-            if r["kind"] == "student" and r["dataset"] == dataset:
+            if r["kind"] == "student" and r["dataset"] == dataset and r["history"]:  # no metrics.jsonl: nothing to draw
                 # comparing configurations: one line per run; otherwise one line (and seed band) per variant
                 curves.setdefault(row_name(r) if r["compare"] else r["model"], []).append(r["history"])
         if curves:
@@ -47,12 +51,22 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     else:
         loaded = used_curricula(list(map(Path, curricula)), [])
     names = [FIGURE1] if len(loaded) == 1 else [f"figure1_curriculum_{'-'.join(f.parent.parts[-2:])}.png" for f, _, _ in loaded]
+    from selective_kd.report.noise import noise_markdown
+
+    noise = noise_markdown(loaded)  # only when some curriculum knows flipped labels
+    done: list[Path] = []
     write_text(out / "results.csv", tables.csv)
-    write_text(out / "results.md", tables.markdown)
+    write_text(out / "results.md", tables.markdown if noise is None else f"{tables.markdown.rstrip()}\n\n{noise}")
+    done += [out / "results.md", out / "results.csv"]
     for path, curves, title in figures:
         plot_convergence(curves, path, title=title)
+        done.append(path)
     if lam:
         plot_lambda(lam, out / FIGURE_LAMBDA, title="λ per batch of the variants whose λ follows the batch")
+        done.append(out / FIGURE_LAMBDA)
     for (_, cur, scorer), name in zip(loaded, names):
         plot_curriculum(cur, out / name, scorer=scorer)
+        done.append(out / name)
+    if written is not None:
+        written += done
     return tables.text

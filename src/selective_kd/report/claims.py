@@ -8,9 +8,10 @@ The paper (section 4) reports, for both CIFAR datasets:
 (d) selective reliance on the curriculum does not help    (kd-cl-sr  vs kd-cl)
 (e) selective reliance on the inverse curriculum hurts    (kd-cl-inv-sr vs kd-cl-inv)
 
-Each comparison is a two-sided paired t-test over the seeds both variants share, and
-the five p-values are Holm-adjusted as one family (the paper makes the five claims
-together). A claim's verdict follows from the sign of the mean difference and whether
+Each comparison is a two-sided paired t-test over the seeds both variants share. The
+p-values are Holm-adjusted as one family: by default the five claims (the paper makes
+them together); in the report, the protocol's whole family, the claims with every
+comparison of its statistics tables, each test once (``family_pairs``). A claim's verdict follows from the sign of the mean difference and whether
 the Holm-adjusted p is below ``alpha`` (0.05):
 
 - "helps" claims (a, c) and the "hurts" claim (e): significant in the claimed direction
@@ -37,6 +38,8 @@ from selective_kd.report.stats import (
     check_confidence,
     holm_adjust,
     paired_compare,
+    protocol_comparisons,
+    protocol_holm,
 )
 from selective_kd.report.stats_markdown import DASH, fmt_p
 
@@ -79,6 +82,7 @@ class ClaimResult:
     comparison: PairedComparison
     p_holm: float
     verdict: str
+    family_size: int | None = None  # tests in the Holm family when it is the protocol's, not the five claims'
 
 
 def claim_verdict(expect: Expect, mean_diff: float, p_holm: float, alpha: float = 0.05) -> str:
@@ -102,11 +106,15 @@ def evaluate_claims(
     *,
     alpha: float = 0.05,
     confidence: float = 0.95,
+    family_pairs: Sequence[tuple[str, str]] | None = None,
 ) -> list[ClaimResult]:
     """Test every claim on ``per_model[variant] = {seed: metric}`` (one dataset, one protocol).
 
     Holm's correction runs over the claims that could be tested (two or more paired
-    seeds); the others are "not tested" and do not count towards the family.
+    seeds); the others are "not tested" and do not count towards the family. With
+    ``family_pairs`` (every other comparison the protocol reports, e.g. each variant
+    against kd and unguided) the family is the protocol's: those pairs and the claims,
+    each test once (:func:`selective_kd.report.stats.protocol_holm`).
     """
     check_confidence(confidence)
     if not 0.0 < alpha < 1.0:
@@ -114,8 +122,15 @@ def evaluate_claims(
     empty: dict[Any, float] = {}
     comparisons = [paired_compare(per_model.get(c.variant, empty), per_model.get(c.reference, empty), confidence)
                    for c in claims]
-    adjusted = holm_adjust([cmp.p_value for cmp in comparisons])
-    return [ClaimResult(c, cmp, p, claim_verdict(c.expect, cmp.mean_diff, p, alpha))
+    if family_pairs is None:
+        adjusted = holm_adjust([cmp.p_value for cmp in comparisons])
+        size = None
+    else:
+        pairs = protocol_comparisons(list(per_model), (), [*family_pairs, *((c.variant, c.reference) for c in claims)])
+        family = protocol_holm(per_model, pairs, confidence)
+        adjusted = [family.get(frozenset((c.variant, c.reference)), float("nan")) for c in claims]
+        size = sum(1 for v in family.values() if not math.isnan(v))
+    return [ClaimResult(c, cmp, p, claim_verdict(c.expect, cmp.mean_diff, p, alpha), size)
             for c, cmp, p in zip(claims, comparisons, adjusted)]
 
 
@@ -142,10 +157,13 @@ def claims_markdown(results: Sequence[ClaimResult], *, percent: bool = True, alp
         verdict = r.verdict if r.verdict != NOT_TESTED else f"{NOT_TESTED} (needs both variants on ≥ 2 shared seeds)"
         lines.append(f"| ({c.key}) {c.text} | {names} | {c.expect} | {cmp.n} | {num(cmp.mean_diff)} | {ci} | "
                      f"{fmt_p(cmp.p_value)} | {fmt_p(r.p_holm)} | {verdict} |")
+    size = next((r.family_size for r in results if r.family_size is not None), None)
+    over = ("the claims tested here" if size is None else
+            f"all {size} comparisons of this protocol at once (the statistics tables' and these, each once)")
     lines += ["", (
         f"Δ: mean over shared seeds of the per-seed difference in final validation accuracy (variant − reference)"
         f"{', in percentage points' if percent else ''}; CI: Student-t {conf_label} interval of that mean; p: two-sided "
-        f"paired t-test; Holm p: Holm's step-down correction over the claims tested here. Verdicts at Holm p < {alpha:g}: "
+        f"paired t-test; Holm p: Holm's step-down correction over {over}. Verdicts at Holm p < {alpha:g}: "
         f"for \"helps\"/\"hurts\", significant in the claimed direction → {SUPPORTED}, in the other → {NOT_SUPPORTED}, "
         f"otherwise {UNDECIDED}; for \"no-help\", a significant improvement → {NOT_SUPPORTED}, a significant decrease → "
         f"{SUPPORTED}, otherwise {CONSISTENT}."

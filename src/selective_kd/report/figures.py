@@ -34,11 +34,14 @@ def plot_curriculum(cur: Curriculum, path: Path, scorer: str = "teacher") -> Pat
     ~100% confident almost everywhere, and a linear axis would show one flat line. With
     stratification, each class's k-th easiest sample sits in group k, so a class's
     hardest samples land in the last groups, and the rare misclassified ones (red) of a
-    small class come earlier than those of a large one.
+    small class come earlier than those of a large one. Under ``data.label_noise`` the
+    samples whose label was flipped are circled in black: where they sit shows whether
+    the curriculum pushed them late.
     """
     conf = cur.scores.confidence.numpy()
     gap = np.clip(-np.expm1(cur.scores.log_confidence.numpy()), 1e-12, 1.0)  # 1 − confidence, exact near 1
     wrong = ~cur.scores.correct.numpy()
+    noisy = cur.noisy.numpy().astype(bool) if cur.noisy is not None else np.zeros(wrong.size, dtype=bool)
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, order, title in ((axes[0], cur.order, "Curriculum (easy → hard)"),
                              (axes[1], inverse_order(cur.order), "Inverse curriculum (hard → easy)")):
@@ -46,15 +49,29 @@ def plot_curriculum(cur: Curriculum, path: Path, scorer: str = "teacher") -> Pat
         pos = np.arange(o.size)
         ax.scatter(pos[~wrong[o]], gap[o][~wrong[o]], s=2, alpha=0.5, label=f"{scorer} correct")
         ax.scatter(pos[wrong[o]], gap[o][wrong[o]], s=5, alpha=0.8, color="tab:red", label=f"{scorer} wrong")
+        if noisy.any():
+            ax.scatter(pos[noisy[o]], gap[o][noisy[o]], s=14, facecolors="none", edgecolors="black", linewidths=0.5,
+                       label=f"label flipped ({int(noisy.sum())})")
         ax.set_yscale("log")
         ax.set_title(title)
         ax.set_xlabel("position in the order fed to the student")
     axes[0].set_ylabel(f"1 − {scorer} confidence (log)")
     axes[0].legend(loc="upper left", markerscale=4, fontsize=8)
     fig.suptitle(f"Figure 1: curriculum scored by {scorer} ({conf.size} samples, median confidence "
-                 f"{np.median(conf):.4f}, {int(wrong.sum())} misclassified; stratified: group k = k-th sample of each class)",
+                 f"{np.median(conf):.4f}, {int(wrong.sum())} misclassified"
+                 f"{f', {int(noisy.sum())} labels flipped' if noisy.any() else ''}; stratified: group k = k-th sample of each class)",
                  fontsize=10)
     return _save(fig, path)
+
+
+def lambda_legend(variant: str, values: np.ndarray) -> str:
+    """A λ-figure legend entry: the mean λ *of the epoch drawn*, said so.
+
+    Why: the tables' "mean λ" averages every batch of training (result.json's
+    ``lam_mean``), the figure shows the last epoch only; one unqualified "mean λ" in both
+    read as the same number rounded two ways (0.054 here, 0.055 there).
+    """
+    return f"{PAPER_NAMES.get(variant, variant)} (n={values.shape[0]}, this epoch's mean λ {values.mean():.3f})"
 
 
 def plot_lambda(groups: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], path: Path, title: str = "") -> Path:
@@ -72,7 +89,7 @@ def plot_lambda(groups: Mapping[str, Mapping[str, Sequence[Sequence[float]]]], p
             length = min(len(s) for s in seeds)
             values = np.array([s[:length] for s in seeds], dtype=float)
             pos = np.arange(1, length + 1)
-            label = f"{PAPER_NAMES.get(variant, variant)} (n={len(seeds)}, mean λ {values.mean():.3f})"
+            label = lambda_legend(variant, values)
             (line,) = ax.plot(pos, values.mean(axis=0), label=label, lw=1.2)
             if len(seeds) > 1:
                 ax.fill_between(pos, values.min(axis=0), values.max(axis=0), color=line.get_color(), alpha=0.2)

@@ -66,6 +66,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "lam_mean": None if r["model"] == "teacher" else _number_or_none(r.get("lam_mean")),
                 "policy": variant.get("policy"),
                 "curriculum": ident.get("curriculum"),  # digest of the curriculum it read, if any
+                "teacher_seed": r.get("teacher_seed"),  # the teacher it was nested in (None: the grid's one teacher)
             })
     compare = _configurations_to_compare(rows)
     for r in rows:
@@ -203,7 +204,7 @@ def find_curricula(run_dirs: Sequence[Path]) -> list[Path]:
     return found
 
 
-LAMBDA_POLICIES = ("selective", "selective-sample", "schedule")  # λ changes from batch to batch
+LAMBDA_POLICIES = ("selective", "selective-sample", "selective-shuffled", "schedule")  # λ changes from batch to batch
 
 
 def lambda_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[list[float]]]]:
@@ -278,3 +279,54 @@ def used_curricula(files: Sequence[Path], rows: Sequence[dict[str, Any]]) -> lis
     if not used:
         return loaded
     return [entry for entry in loaded if curriculum_digest(entry[1]) in used]
+
+
+GRID_JSON = "grid.json"
+_FINISHED = ("done", "skipped")
+
+
+def grid_run_results(grid_dir: Path) -> list[Path]:
+    """The student result.json files a grid folder's grid.json says finished, as paths under ``grid_dir``.
+
+    grid.json records each run's folder relative to the grid folder; older files hold the
+    absolute folder of the machine that ran it (and ``out``, that grid folder), which is
+    mapped onto ``grid_dir`` the same way. Empty when there is no readable grid.json.
+    """
+    try:
+        data = json.loads((grid_dir / GRID_JSON).read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
+        return []
+    old_out = Path(data["out"]) if isinstance(data.get("out"), str) and Path(data["out"]).is_absolute() else None
+    found: list[Path] = []
+    for entry in data["runs"]:
+        if not isinstance(entry, dict) or entry.get("status") not in _FINISHED:
+            continue
+        folder, variant = entry.get("folder"), entry.get("variant")
+        if not isinstance(folder, str) or not isinstance(variant, str):
+            continue
+        where = Path(folder)
+        if where.is_absolute():
+            if old_out is None or not where.is_relative_to(old_out):
+                continue  # outside the grid folder: nothing to find here
+            where = where.relative_to(old_out)
+        found.append(grid_dir / where / "students" / variant / "result.json")
+    return found
+
+
+def check_grid_complete(folders: Sequence[Path]) -> None:
+    """Refuse a grid folder whose grid.json names finished runs that are not in it.
+
+    Why: a copy of a grid without its per-run results (a clean clone of a study whose
+    result files were never committed) would otherwise give a table without those
+    students and, reported in place, overwrite the complete results.md it came with.
+    """
+    for folder in map(Path, folders):
+        expected = grid_run_results(folder)
+        missing = [p for p in expected if not p.is_file()]
+        if missing:
+            raise UserError(
+                f"{folder / GRID_JSON} names {len(expected)} finished runs and {len(missing)} of them have no result.json "
+                f"in {folder} (looked for e.g. {missing[0]}); nothing written: copy the grid's per-run results there "
+                f"(scripts/collect-study.sh) or run the grid again")

@@ -7,7 +7,8 @@ confidence interval per model, and compare models *paired by seed* (the same see
 gives the same data split and initialisation, so pairing removes shared noise).
 Comparisons of several variants against one baseline are a family of tests: Holm's
 step-down correction (:func:`holm_adjust`) keeps the chance of any false "significant"
-among them at the nominal level.
+among them at the nominal level; everything one protocol reports is one family
+(:func:`protocol_holm`). Nested designs, equivalence and power: :mod:`.inference`.
 
 All functions are pure (numpy + scipy.stats only). Undefined quantities (a standard
 deviation from one run, a test from one pair) are ``nan``, never an exception, so a
@@ -35,6 +36,8 @@ __all__ = [
     "check_confidence",
     "holm_adjust",
     "paired_compare",
+    "protocol_comparisons",
+    "protocol_holm",
     "stats_table",
     "summarize",
 ]
@@ -190,6 +193,40 @@ def holm_adjust(p_values: Sequence[float]) -> list[float]:
     return out
 
 
+def protocol_comparisons(models: Sequence[Any], baselines: Sequence[Any] = ("kd", "unguided"),
+                         extra: Sequence[tuple[Any, Any]] = ()) -> list[tuple[Any, Any]]:
+    """Every comparison a protocol reports, once: each model against each baseline, then ``extra`` (the claims).
+
+    ``(a, b)`` and ``(b, a)`` are one test (the first orientation is kept), so
+    kd − unguided counts once whether it is reported against kd or against unguided.
+    Pairs naming a model not in ``models`` are left out.
+    """
+    out: list[tuple[Any, Any]] = []
+    seen: set[frozenset[Any]] = set()
+    candidates = [(m, base) for base in baselines if base in models for m in models if m != base]
+    for a, b in [*candidates, *extra]:
+        if a in models and b in models and a != b and frozenset((a, b)) not in seen:
+            seen.add(frozenset((a, b)))
+            out.append((a, b))
+    return out
+
+
+def protocol_holm(per_model: Mapping[Any, Mapping[Any, float]], pairs: Sequence[tuple[Any, Any]],
+                  confidence: float = 0.95) -> dict[frozenset[Any], float]:
+    """Holm-adjusted p of every pair (paired by seed), all pairs one family: ``{frozenset((a, b)): p}``.
+
+    Why: the tables against ``kd`` and ``unguided`` and the paper's claims are all reported
+    for one protocol; adjusting each list apart lets "significant" mean less than 5%
+    across what the reader sees. Pairs without two shared seeds get ``nan`` and do not
+    count towards the family.
+    """
+    tests: dict[frozenset[Any], float] = {}
+    for a, b in pairs:
+        if a in per_model and b in per_model and a != b:
+            tests.setdefault(frozenset((a, b)), paired_compare(per_model[a], per_model[b], confidence).p_value)
+    return dict(zip(tests, holm_adjust(list(tests.values()))))
+
+
 def stats_table(
     results: Sequence[Mapping[str, Any]],
     *,
@@ -200,6 +237,8 @@ def stats_table(
     confidence: float = 0.95,
     bounds: tuple[float, float] | None = None,
     means_of: Sequence[str] = (),
+    family: str = "baseline",
+    extra_pairs: Sequence[tuple[Any, Any]] = (),
 ) -> list[dict[str, Any]]:
     """One summary row per model (per dataset, if rows carry ``"dataset"``).
 
@@ -209,8 +248,13 @@ def stats_table(
     baseline ``B`` run on the same dataset and different from the row's model,
     ``diff_vs_B`` (mean of model - B over shared seeds), ``diff_ci_low_vs_B`` /
     ``diff_ci_high_vs_B`` (its t-interval), ``p_vs_B`` (paired t-test), ``p_holm_vs_B``
-    (Holm-adjusted over every model of that dataset compared with B: the variants of
-    one protocol are one family) and ``n_pairs_vs_B``. Baselines never get a column
+    (Holm-adjusted) and ``n_pairs_vs_B``. ``family`` says which tests are adjusted
+    together: ``"baseline"``, every model of the dataset against B; ``"protocol"``, every
+    comparison of the dataset against every baseline at once, a test reported twice
+    (kd − unguided and unguided − kd) counted once, so "significant" keeps its 5%
+    meaning across all a protocol reports; ``extra_pairs`` (the claims' comparisons)
+    join that family (:func:`protocol_holm`), and rows carry ``holm_family``, the number
+    of tests in it. Baselines never get a column
     against themselves, and a baseline absent from a dataset gets no columns there, so
     missing comparisons are visible as missing rather than as made-up numbers.
 
@@ -225,6 +269,8 @@ def stats_table(
     (pairing by seed would be ambiguous).
     """
     conf = check_confidence(confidence)
+    if family not in ("baseline", "protocol"):
+        raise UserError(f"Holm family must be 'baseline' or 'protocol', got {family!r}")
     if bounds is not None and not (math.isfinite(bounds[0]) and math.isfinite(bounds[1]) and bounds[0] < bounds[1]):
         raise UserError(f"bounds must be two finite numbers, low < high, got {bounds!r}")
     rows = list(results)
@@ -278,9 +324,18 @@ def stats_table(
             row[f"p_vs_{base}"] = cmp.p_value
             row[f"n_pairs_vs_{base}"] = cmp.n
         out.append(row)
-    for base in baselines:  # one family per (dataset, baseline)
-        for ds in dict.fromkeys(ds for ds, _ in groups):
-            family = [r for r in out if r.get("dataset") == ds and f"p_vs_{base}" in r]
-            for r, adj in zip(family, holm_adjust([r[f"p_vs_{base}"] for r in family])):
-                r[f"p_holm_vs_{base}"] = adj
+    for ds in dict.fromkeys(ds for ds, _ in groups):
+        part = [r for r in out if r.get("dataset") == ds]
+        per_model = {model: values for (d, model), values in groups.items() if d == ds}
+        families = [[base] for base in baselines] if family == "baseline" else [list(baselines)]
+        for bases in families:
+            pairs = protocol_comparisons(list(per_model), bases, extra_pairs if family == "protocol" else ())
+            adjusted = protocol_holm(per_model, pairs, conf)
+            size = sum(1 for v in adjusted.values() if not math.isnan(v))
+            for r in part:
+                for base in bases:
+                    if f"p_vs_{base}" in r:
+                        r[f"p_holm_vs_{base}"] = adjusted[frozenset((r["model"], base))]
+                        if family == "protocol":
+                            r["holm_family"] = size
     return out

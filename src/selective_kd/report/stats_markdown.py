@@ -12,7 +12,7 @@ from typing import Any
 
 from selective_kd.report.stats import SMALL_N, check_confidence
 
-__all__ = ["DASH", "fmt_p", "format_stats_markdown", "is_missing", "md_cell"]
+__all__ = ["DASH", "comparisons_markdown", "fmt_p", "format_stats_markdown", "is_missing", "md_cell"]
 
 DASH = "—"
 
@@ -163,10 +163,56 @@ def _note(
     text += "; "
     if with_lam:
         text += "mean λ: the KD weight averaged over every training batch (result.json lam_mean), then over seeds; "
+    size = next((r["holm_family"] for r in part if r.get("holm_family") is not None), None)
+    over = (f"over all {size} comparisons of this table at once (one family per protocol; a comparison shown twice, "
+            f"such as kd against unguided, counted once)" if size is not None
+            else "over every variant compared with the same baseline")
     if bases:
         text += (f"Δ: mean paired-by-seed difference with its Student-t {conf_label} interval, p: two-sided paired t-test, "
-                 f"Holm p: Holm's step-down correction over every variant compared with the same baseline")
+                 f"Holm p: Holm's step-down correction {over}")
     else:
         text = text.removesuffix("; ")
     unit = "; values in %, Δ and std in percentage points (pp)" if percent else ""
     return text + unit + "."
+
+
+def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float = 0.05, power: float = 0.8,
+                         percent: bool = True) -> str:
+    """One protocol's family (:func:`selective_kd.report.inference.analyse_protocol`) as a table and its note.
+
+    Columns: comparison | unit (n) | Δ [CI] | sd | p | Holm p | TOST p | Holm TOST p |
+    MDE | MDE at α/m | decision. Percent: Δ, sd, MDE and the margin in percentage points.
+    """
+    results = list(results)
+    if not results:
+        return ""
+    scale, dec, pp = (100.0, 2, " pp") if percent else (1.0, 4, "")
+
+    def num(x: float, sign: bool = False) -> str:
+        return DASH if is_missing(x) else (f"{x * scale:+.{dec}f}" if sign else f"{x * scale:.{dec}f}")
+
+    level = f"{(1 - alpha) * 100:g}%"
+    lines = [f"| comparison | unit (n) | Δ{pp and ' (pp)'} [{level} CI] | sd | p | Holm p | TOST p | Holm TOST p | "
+             f"MDE | MDE at α/m | decision |", "|" + "---|" * 11]
+    for c in results:
+        ci = "" if is_missing(c.ci_low) else f" [{num(c.ci_low, True)}, {num(c.ci_high, True)}]"
+        decision = c.decision.replace("±m", f"±{num(margin)}{pp}")
+        lines.append(f"| {md_cell(c.variant)} − {md_cell(c.reference)} | {c.unit} ({c.n}) | {num(c.mean_diff, True)}{ci} | "
+                     f"{num(c.sd)} | {fmt_p(c.p)} | {fmt_p(c.p_holm)} | {fmt_p(c.p_tost)} | {fmt_p(c.p_tost_holm)} | "
+                     f"{num(c.mde)} | {num(c.mde_first_step)} | {decision} |")
+    m = sum(1 for c in results if not is_missing(c.p))
+    nested = any(c.unit == "teacher" for c in results)
+    unit_text = ("teacher: the students of each teacher averaged, then paired across teachers (one-sample t, "
+                 "teachers − 1 df; teacher-to-teacher variation is in the interval); seed: per-seed pairs under one "
+                 "teacher (seeds − 1 df; the teacher is held fixed)") if nested else (
+                 "seed: per-seed pairs under the protocol's one teacher (seeds − 1 df; the interval holds the teacher, "
+                 "its curriculum and the split fixed)")
+    note = (f"Δ: variant − reference, mean of the unit-level differences, with its two-sided Student-t {level} "
+            f"interval; unit {unit_text}; p: two-sided t-test; Holm p: Holm's step-down correction over all {m} "
+            f"comparisons of this protocol (one family); TOST p: two one-sided tests against the margin "
+            f"±{num(margin)}{pp} declared in advance (the larger p), Holm-adjusted over the same {m}; MDE: the "
+            f"smallest true Δ the two-sided test detects with {power:.0%} power at α = {alpha:g} at the observed sd "
+            f"(noncentral t), and at α/m = {alpha / max(m, 1):.3g}, the first Holm step; decision at Holm p < {alpha:g}: "
+            f"better or worse when the difference is significant, else equivalent within the margin when TOST is, "
+            f"else inconclusive.")
+    return "\n".join([*lines, "", note]) + "\n"

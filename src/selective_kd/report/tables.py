@@ -20,15 +20,16 @@ from typing import Any
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.fileio import write_text
-from selective_kd.report.claims import any_tested, claims_markdown, evaluate_claims
+from selective_kd.report.claims import PAPER_CLAIMS, any_tested, claims_markdown, evaluate_claims
 from selective_kd.report.runs import CSV_COLUMNS, collect_results, variant_rank
-from selective_kd.report.stats import stats_table
+from selective_kd.report.stats import protocol_comparisons, stats_table
 from selective_kd.report.stats_markdown import format_stats_markdown
 
 __all__ = ["LOW_LAMBDA", "SELECTIVE_POLICIES", "Tables", "collect_results", "low_lambda_note", "render_tables", "row_name"]
 
 LOW_LAMBDA = 0.05  # a selective-reliance student below this mean λ barely used its teacher
 SELECTIVE_POLICIES = ("selective", "selective-sample")  # λ from the scorer's confidences
+STATS_BASELINES = ("kd", "unguided")  # every variant is compared with these; with the claims, one Holm family
 
 
 def row_name(r: dict[str, Any]) -> str:
@@ -140,7 +141,8 @@ def _claims_section(students: list[dict[str, Any]]) -> list[str]:
         for r in students:
             if r["dataset"] == d:
                 per_model.setdefault(r["model"], {})[r["seed"]] = float(r["val_acc"])
-        results = evaluate_claims(per_model)
+        # one Holm family per protocol: the claims with every comparison of the statistics tables
+        results = evaluate_claims(per_model, family_pairs=protocol_comparisons(list(per_model), STATS_BASELINES))
         if any_tested(results):
             parts.append((d, claims_markdown(results)))
     if not parts:
@@ -165,7 +167,8 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
             for metric in ("val_acc", "val_loss"):
                 acc = metric == "val_acc"
                 stats = stats_table(students, metric=metric, bounds=(0.0, 1.0) if acc else None,
-                                    means_of=("lam_mean",) if acc else ())
+                                    means_of=("lam_mean",) if acc else (), baselines=STATS_BASELINES, family="protocol",
+                                    extra_pairs=[(c.variant, c.reference) for c in PAPER_CLAIMS])
                 body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
                 lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
@@ -185,9 +188,10 @@ def student_table_text(rows: list[dict[str, Any]]) -> str:
     """Table 2 as plain text for the terminal."""
     students = [r for r in rows if r["kind"] == "student"]
     width = max([20, *(len(row_name(r)) for r in students)])
-    out = [f"{'model':<{width}} {'dataset':<9} {'seed':>4} {'val_acc':>8} {'val_loss':>9} {'ep→95%':>7}"]
+    ds_width = max([9, *(len(str(r["dataset"])) for r in students)])  # 'fashion-mnist' is wider than 'dataset'
+    out = [f"{'model':<{width}} {'dataset':<{ds_width}} {'seed':>4} {'val_acc':>8} {'val_loss':>9} {'ep→95%':>7}"]
     for r in students:
-        out.append(f"{row_name(r):<{width}} {r['dataset']!s:<9} {r['seed']!s:>4} "
+        out.append(f"{row_name(r):<{width}} {r['dataset']!s:<{ds_width}} {r['seed']!s:>4} "
                    f"{_pct(r['val_acc']):>8} {r['val_loss']:>9.4f} {r['epochs_to_95']:>7}")
     return "\n".join(out)
 
@@ -201,9 +205,16 @@ class Tables:
     text: str  # Table 2 for the terminal
 
 
+def terminal_warnings(rows: list[dict[str, Any]]) -> list[str]:
+    """The tables' warnings as plain lines for the terminal (the low-λ note), so a user sees them without results.md."""
+    note = low_lambda_note([r for r in rows if r["kind"] == "student"])
+    return [] if note is None else ["warning: " + note.replace("**", "").replace("`", "")]
+
+
 def render_tables(rows: list[dict[str, Any]]) -> Tables:
     rows = _dedupe_teachers(rows)
-    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows) + "\n", student_table_text(rows))
+    text = "\n".join([student_table_text(rows), *terminal_warnings(rows)])
+    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows) + "\n", text)
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path) -> str:

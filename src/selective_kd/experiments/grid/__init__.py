@@ -42,7 +42,9 @@ of the queue, except a UserError (settings or files to fix), which would fail ag
 *Logs and results* (``results``). Each job appends its output, log lines and any traceback
 to ``OUT/logs/<id>.log``, one ``=== attempt k ===`` header per attempt, ending with an
 ``error: ...`` line when it failed. ``grid.json`` (written even when interrupted) holds
-every job's status (done, skipped, unused, failed), attempts, seconds and error;
+every job's status (done, skipped, unused, refused, failed), attempts, seconds and error, its
+``folder`` and ``log`` relative to the grid folder; the terminal gets one line per job and a
+summary line of trained, skipped, refused and failed jobs;
 ``results.md``/``results.csv`` and Figure 3 cover the runs finished as asked, one report
 per sweep value under ``OUT/sweeps/<tag>/`` when there are several. The exit status is 0
 when every job finished, 2 when every failure is one the user must fix, 1 otherwise.

@@ -11,6 +11,13 @@ Three kinds, each the stage of ``selective-kd run`` it is named after:
 - **student**, one per dataset × sweep value × seed × variant, in the run folder
   ``OUT/runs/<dataset>[/<sweep tag>]/seed<k>/`` that the variants of a seed share.
 
+With the ``teacher_seeds`` axis, each teacher seed t is a teacher of its own (its
+``teacher.seed``, so its own hash folder and curriculum: the scorers' models are seeded
+from it too), and its students sit under it: ``OUT/runs/<dataset>[/<tag>]/teacher<t>/seed<k>/``.
+Every job's config names its teacher's seed (``teacher.seed``), so a run folder's
+config.yaml says which teacher its students learned from; without the axis that is the
+base ``seed``, the one teacher every seed has always shared.
+
 A job lists the ids of the jobs whose files it reads (``needs``). Its *request* is a
 digest of everything it was asked to do (kind, variant, full config); the grid skips a
 job only when a previous call finished the same request (see ``ledger``).
@@ -54,6 +61,7 @@ class Job:
     tag: str = ""  # the sweep as a folder name ('' without a sweep)
     seed: int | None = None  # students
     variant: str | None = None  # students
+    teacher_seed: int | None = None  # the teacher.seed of every job (set by expand)
     needs: list[str] = field(default_factory=list)  # ids of the jobs whose files it reads
     inputs: list[str] = field(default_factory=list)  # their records (teacher result, curriculum meta)
 
@@ -103,20 +111,24 @@ def expand(spec: GridSpec, out: Path) -> Grid:
     tags = _tag_keys(list(spec.sweeps))
     shared: dict[str, Job] = {}
     students: list[Job] = []
-    for dataset, combo in itertools.product(spec.datasets, _combos(spec.sweeps)):
-        cfg = with_values(spec.base, {"dataset": dataset, **combo})
+    nested = spec.teacher_seeds is not None  # the axis was asked for: a teacher level in the run folders
+    for dataset, combo, t_seed in itertools.product(spec.datasets, _combos(spec.sweeps), spec.teacher_seeds or [spec.base.seed]):
+        cfg = with_values(spec.base, {"dataset": dataset, **combo, "teacher.seed": t_seed})
         teacher, curriculum = _shared_jobs(cfg, variants, out, combo)
         for job in (teacher, curriculum):
             if job is not None:
                 shared.setdefault(job.id, job)
         tag = _sweep_tag(combo, tags)
+        level = f"teacher{t_seed}" if nested else ""
         for seed in spec.seeds:
-            run_dir = out / RUNS / dataset / tag / f"seed{seed}" if tag else out / RUNS / dataset / f"seed{seed}"
+            run_dir = out / RUNS / dataset
+            for part in (tag, level, f"seed{seed}"):
+                run_dir = run_dir / part if part else run_dir
             seed_cfg = with_values(cfg, {"seed": seed})
             for name, variant in variants.items():
                 read = [j for j, used in ((teacher, needs_teacher(variant)), (curriculum, needs_curriculum(variant)))
                         if j is not None and used]
-                job_id = "-".join(p for p in (dataset, tag, f"seed{seed}", name) if p)
+                job_id = "-".join(p for p in (dataset, tag, level, f"seed{seed}", name) if p)
                 students.append(_job(job_id, "student", seed_cfg, RunPaths.under(run_dir), teacher, curriculum, out, combo,
                                      tag=tag, seed=seed, variant=name, needs=[j.id for j in read], inputs=_records(read)))
     ordered = sorted(shared.values(), key=lambda j: KINDS.index(j.kind))  # teachers first, then curricula
@@ -149,7 +161,7 @@ def _job(job_id: str, kind: str, cfg: Config, paths: RunPaths, teacher: Job | No
     return Job(id=job_id, kind=kind, config=to_dict(cfg), out=str(paths.out),
                teacher_dir=teacher.teacher_dir if teacher is not None else str(paths.teacher_dir),
                curriculum=curriculum.curriculum if curriculum is not None else str(paths.curriculum),
-               log=str(out / LOGS / f"{job_id}.log"), dataset=cfg.dataset, sweep=combo, **extra)
+               log=str(out / LOGS / f"{job_id}.log"), dataset=cfg.dataset, sweep=combo, teacher_seed=cfg.teacher.seed, **extra)
 
 
 def _records(jobs: list[Job]) -> list[str]:

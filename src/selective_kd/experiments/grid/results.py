@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -28,45 +29,75 @@ GRID_FILE, SWEEPS = "grid.json", "sweeps"
 FINISHED_STATES = ("done", "skipped")
 
 
+def relative_to_grid(path: str | Path, grid_out: Path) -> str:
+    """``path`` relative to the grid folder, with ``/`` separators, as grid.json records it.
+
+    Why: a grid folder is copied (into ``study/``, into a clean clone); absolute paths
+    would name the machine that ran it. A path outside the grid folder stays absolute.
+    """
+    p = Path(path)
+    try:
+        return p.resolve().relative_to(grid_out.resolve()).as_posix()
+    except ValueError:
+        return os.fspath(p)
+
+
 def grid_summary(grid: Grid, records: dict[str, Record], spec: GridSpec, ledger: Ledger) -> dict[str, Any]:
-    """The content of grid.json: every job of this call, and the ledger of all finished requests."""
+    """The content of grid.json: every job of this call, and the ledger of all finished requests.
+
+    ``folder`` and ``log`` are relative to the grid folder (``"out": "."``);
+    :func:`selective_kd.report.runs.grid_run_results` also reads the absolute ones of older files.
+    """
     def entry(job: Job) -> dict[str, Any]:
         r = records[job.id]
         return {"id": job.id, "kind": job.kind, "dataset": job.dataset, "seed": job.seed, "variant": job.variant,
                 "sweep": job.sweep, "status": r.status, "attempts": r.attempts, "seconds": round(r.seconds, 3),
-                "folder": job.out, "log": r.log or job.log, "error": r.error or None, "refused": r.user_error,
+                "folder": relative_to_grid(job.out, grid.out), "log": relative_to_grid(r.log or job.log, grid.out),
+                "error": r.error or None, "refused": r.user_error,
                 "request": job.request(), **({"shared": job.needs} if job.kind == "student" else {"needs": job.needs})}
 
     return {
-        "out": str(grid.out), "datasets": spec.datasets, "seeds": spec.seeds, "variants": spec.variants,
+        "out": ".", "datasets": spec.datasets, "seeds": spec.seeds, "variants": spec.variants,
         "sweeps": spec.sweeps, "runs": [entry(j) for j in grid.students], "shared": [entry(j) for j in grid.shared],
         FINISHED: ledger,
     }
 
 
 def finish(grid: Grid, records: dict[str, Record], out: Path, grid_file: Path) -> int:
-    """Print the student table, where the files are and each failure; the exit status.
+    """Print the student table, where the files are, one line per job not finished and a summary; the exit status.
 
-    0 when every job finished; 2 when every failure is one the user must fix (a folder
-    holding other settings, a damaged file: retrying cannot help); 1 otherwise.
+    0 when every job finished; 2 when every job that did not is one the user must fix
+    (refused: a folder holding other settings; a damaged file: retrying cannot help); 1 otherwise.
     """
-    table = write_results(grid, records, out)
+    written: list[Path] = []
+    table = write_results(grid, records, out, written)
     if table is not None:
         print(table)
-        print(f"\nwritten: {out / RESULTS_MD}, {out / RESULTS_CSV}, {grid_file}; figures in {out}; logs in {out / LOGS}")
+        figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
+        print(f"\nwritten: {out / RESULTS_MD}, {out / RESULTS_CSV}, {grid_file}; figures: {figures}; logs in {out / LOGS}")
     else:  # a results.md already there is an earlier call's: say so rather than let it pass for this one
         held = any(records[j.id].status in FINISHED_STATES for j in grid.students)
-        why = "the run folders of those that did also hold results of other settings" if held else "see the failures below"
+        why = "the run folders of those that did also hold results of other settings" if held else "see the lines below"
         print(f"no run finished with these settings ({why}); no report written, any {RESULTS_MD} in {out} is from "
               f"an earlier call; see {grid_file} and the logs in {out / LOGS}")
-    failed = [j for j in grid.jobs() if records[j.id].status == "failed"]
-    for job in failed:
+    unfinished = [j for j in grid.jobs() if records[j.id].status in ("failed", "refused")]
+    for job in unfinished:  # one line per job; the progress lines did not repeat them
         r = records[job.id]
         tries = f" after {r.attempts} attempt(s)" if r.attempts else ""
-        print(f"failed: {job.id}{tries}: {r.error} (log: {r.log or job.log})", file=sys.stderr)
-    if not failed:
+        print(f"{r.status}: {job.id}{tries}: {r.error} (log: {r.log or job.log})", file=sys.stderr)
+    print(summary_line(grid, records), file=sys.stderr)
+    if not unfinished:
         return 0
-    return 2 if all(records[j.id].user_error for j in failed) else 1
+    return 2 if all(records[j.id].user_error for j in unfinished) else 1
+
+
+def summary_line(grid: Grid, records: dict[str, Record]) -> str:
+    """``grid: 12 jobs: 0 trained, 12 skipped, 0 refused, 0 failed`` (and ``N not needed`` when some were)."""
+    statuses = [records[j.id].status for j in grid.jobs()]
+    counts = {s: statuses.count(s) for s in ("done", "skipped", "refused", "failed", "unused")}
+    unused = f", {counts['unused']} not needed" if counts["unused"] else ""
+    return (f"grid: {len(statuses)} jobs: {counts['done']} trained, {counts['skipped']} skipped (finished earlier "
+            f"with these settings), {counts['refused']} refused, {counts['failed']} failed{unused}")
 
 
 def _report_groups(grid: Grid, records: dict[str, Record]) -> dict[str, list[Path]]:
@@ -85,14 +116,17 @@ def _report_groups(grid: Grid, records: dict[str, Record]) -> dict[str, list[Pat
     return {tag: folders for tag, folders in groups.items() if folders}
 
 
-def write_results(grid: Grid, records: dict[str, Record], out: Path) -> str | None:
-    """The report of every run finished as asked; the student table as text, None when there is none."""
+def write_results(grid: Grid, records: dict[str, Record], out: Path, written: list[Path] | None = None) -> str | None:
+    """The report of every run finished as asked; the student table as text, None when there is none.
+
+    The files written are appended to ``written`` when given.
+    """
     from selective_kd.report import write_report
 
     groups = _report_groups(grid, records)
     if len(groups) <= 1:
-        return next((write_report(folders, out) for folders in groups.values()), None)
-    texts = {tag: write_report(folders, out / SWEEPS / tag) for tag, folders in groups.items()}
+        return next((write_report(folders, out, written=written) for folders in groups.values()), None)
+    texts = {tag: write_report(folders, out / SWEEPS / tag, written=written) for tag, folders in groups.items()}
     write_text(out / RESULTS_MD, _combined_markdown(out, list(groups)))
     write_text(out / RESULTS_CSV, _combined_csv(out, list(groups)))
     return "\n\n".join(f"{tag}:\n{text}" for tag, text in texts.items())

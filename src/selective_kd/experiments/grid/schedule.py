@@ -31,7 +31,9 @@ Say = Callable[[str], None]
 class Record:
     """What happened to one job in this call."""
 
-    status: str = "pending"  # then done | skipped (finished earlier, as asked) | unused (nothing needed it) | failed
+    # then done | skipped (finished earlier, as asked) | unused (nothing needed it) | refused (its folder holds
+    # a result of other settings; nothing ran) | failed
+    status: str = "pending"
     attempts: int = 0
     seconds: float = 0.0
     error: str = ""
@@ -54,13 +56,13 @@ def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_exec
              student_executor: Executor, retries: int, say: Say) -> None:
     """Teachers and curricula that pending students need, then the students whose inputs are there."""
     (grid.out / LOGS).mkdir(parents=True, exist_ok=True)
-    todo = [j for j in grid.students if not _skip(j, records, ledger) and not _refuse(j, records, say)]
+    todo = [j for j in grid.students if not _skip(j, records, ledger, say) and not _refuse(j, records)]
     needed = {n for j in todo for n in j.needs}
     for kind in ("curriculum", "teacher"):  # a curriculum that will be scored may need its teacher
         for job in (j for j in grid.shared if j.kind == kind):
             if job.id not in needed:
                 records[job.id].status = "skipped" if is_current(job, ledger) else "unused"
-            elif not _skip(job, records, ledger):
+            elif not _skip(job, records, ledger, say):
                 needed.update(job.needs)
     for kind in ("teacher", "curriculum"):
         ready = [j for j in grid.shared if j.kind == kind and records[j.id].status == "pending" and _inputs_ok(j, records)]
@@ -68,22 +70,23 @@ def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_exec
     run_jobs([j for j in todo if _inputs_ok(j, records)], student_executor, records, retries, say)
 
 
-def _skip(job: Job, records: dict[str, Record], ledger: Ledger) -> bool:
+def _skip(job: Job, records: dict[str, Record], ledger: Ledger, say: Say) -> bool:
     if is_current(job, ledger):
         records[job.id].status = "skipped"
+        say(f"skip   {job.id} (finished earlier with these settings)")
         return True
     return False
 
 
-def _refuse(job: Job, records: dict[str, Record], say: Say) -> bool:
+def _refuse(job: Job, records: dict[str, Record]) -> bool:
+    """Refused before anything runs (status ``refused``); its one line comes with the summary."""
     reason = refusal(job)
     if reason is None:
         return False
-    records[job.id] = Record(status="failed", error=reason, log=job.log, user_error=True)
+    records[job.id] = Record(status="refused", error=reason, log=job.log, user_error=True)
     Path(job.log).parent.mkdir(parents=True, exist_ok=True)
     with open(job.log, "a", encoding="utf-8") as fh:
         print(f"=== {job.id}: refused, {time.strftime('%Y-%m-%d %H:%M:%S')} ===\nerror: {reason}", file=fh)
-    say(f"REFUSED {job.id}: {reason}")
     return True
 
 
@@ -133,8 +136,7 @@ def _settle(job: Job, outcome: Outcome, record: Record, retries: int, say: Say) 
     if record.attempts <= retries and not outcome.user_error:
         say(f"retry  {job.id}: attempt {record.attempts} failed: {outcome.error}")
         return False
-    record.status = "failed"
-    say(f"FAILED {job.id} after {record.attempts} attempt(s): {outcome.error}")
+    record.status = "failed"  # its one line ("failed: ...") comes with the summary
     return True
 
 

@@ -15,10 +15,11 @@ from selective_kd.config import Config, config_from_dict, load_config, parse_ove
 from selective_kd.errors import UserError
 
 DEFAULT_SEEDS = 3
-AXES = ("seeds", "datasets", "variants")
+AXES = ("seeds", "datasets", "variants", "teacher_seeds")
 SWEEP_PREFIX = "sweep."
 #: Keys a sweep may not name, and the axis to use instead.
-NOT_SWEPT = {"seed": "seeds=[...]", "dataset": "datasets=[...]", "distill.variants": "variants=[...]"}
+NOT_SWEPT = {"seed": "seeds=[...]", "dataset": "datasets=[...]", "distill.variants": "variants=[...]",
+             "teacher.seed": "teacher_seeds=[...]"}
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,9 @@ class GridSpec:
     seeds: list[int]
     variants: list[str]
     sweeps: dict[str, list[Any]]  # dotted config key -> values
+    # the teachers' seeds (teacher.seed; also the scorers'); None: one teacher, seeded by the base `seed`,
+    # and run folders without a teacher level (the layout before the axis existed)
+    teacher_seeds: list[int] | None = None
 
 
 def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
@@ -56,6 +60,7 @@ def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
         seeds=_seeds(axes.get("seeds", base.grid.seeds if base.grid.seeds is not None else DEFAULT_SEEDS), base.seed),
         variants=variants,
         sweeps=sweeps,
+        teacher_seeds=_teacher_seeds(axes.get("teacher_seeds", base.grid.teacher_seeds), base.seed),
     )
 
 
@@ -81,6 +86,18 @@ def _seeds(value: Any, base: int) -> list[int]:
     if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
         return _unique("seeds", value)
     raise UserError(f"seeds={value!r}: give a count (seeds=3: seeds {base}..{base + 2}) or a list of integers (seeds=[0,4,7])")
+
+
+def _teacher_seeds(value: Any, base: int) -> list[int] | None:
+    """``teacher_seeds=3`` (seeds base..base+2) or ``teacher_seeds=[0,4]``; None when not asked for."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return list(range(base, base + value))
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value):
+        return _unique("teacher_seeds", value)
+    raise UserError(f"teacher_seeds={value!r}: give a count of at least 1 (teacher_seeds=3: seeds {base}..{base + 2}) "
+                    "or a list of integers >= 0 (teacher_seeds=[0,1,2])")
 
 
 def _names(axis: str, value: Any) -> list[str]:

@@ -1,0 +1,98 @@
+"""Every committed study folder regenerates its tables byte for byte from its committed per-run results.
+
+For each ``study/<p>/`` holding a ``grid.json``, ``selective-kd report study/<p> --out TMP``,
+run from the repository root as STUDY.md tells the reader, must write ``results.md`` and
+``results.csv`` identical to the committed ones (the figures are drawn too, but PNG bytes
+depend on the matplotlib build, so they are not compared). CI runs this as part of the
+test suite, on a clean clone: it is the check that the study can be regenerated from
+what the repository holds.
+
+A folder whose ``grid.json`` names finished runs whose ``result.json`` is not committed
+fails this test, unless it is listed in :data:`PENDING_RERUN`. That list holds exactly
+round 1's six folders: their per-run student results were never committed
+(``.gitignore``'s ``runs/`` also matched ``study/*/runs/`` until issue 21) and are lost, so
+their tables cannot be regenerated until round 1 is rerun and its results committed.
+For them the test checks instead that ``report`` refuses them, in one line and without
+writing anything, and that they still lack their results: a listed folder whose results
+arrive fails here until it is taken off the list.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fakeruns import PAPER, fake_run
+
+from selective_kd.cli import main
+from selective_kd.report.runs import grid_run_results
+
+REPO = Path(__file__).resolve().parents[2]
+STUDY = REPO / "study"
+TABLES = ("results.md", "results.csv")
+#: Round 1 (issue 17's first round): per-run results never committed; remove a name once its rerun is committed.
+PENDING_RERUN = frozenset({"digits-p1", "digits-p2", "digits-p3", "fashion-p1", "fashion-p2", "fashion-p3"})
+
+
+def study_folders() -> list[str]:
+    return sorted(p.parent.name for p in STUDY.glob("*/grid.json"))
+
+
+def regenerate(folder: Path, out: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """``report FOLDER --out OUT`` from ``cwd``; the tables that differ from the committed ones."""
+    monkeypatch.chdir(cwd)
+    assert main(["report", str(folder.relative_to(cwd)), "--out", str(out)]) == 0
+    return [name for name in TABLES if (out / name).read_bytes() != (folder / name).read_bytes()]
+
+
+def test_the_pending_list_names_only_study_folders() -> None:
+    assert PENDING_RERUN <= set(study_folders()), "a folder on PENDING_RERUN no longer exists: take it off the list"
+
+
+@pytest.mark.parametrize("name", study_folders())
+def test_study_folder_regenerates_its_tables(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    folder = STUDY / name
+    expected = grid_run_results(folder)
+    missing = [p for p in expected if not p.is_file()]
+    if name in PENDING_RERUN:
+        assert missing, f"{folder} now holds its per-run results: take {name!r} off PENDING_RERUN"
+        monkeypatch.chdir(REPO)
+        before = {p: p.read_bytes() for p in folder.glob("*") if p.is_file()}
+        assert main(["report", f"study/{name}", "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and f"{len(missing)} of them have no result.json" in err
+        assert not (tmp_path / "out").exists() and {p: p.read_bytes() for p in before} == before
+        return
+    assert not missing, f"{folder}: {len(missing)} per-run results named in grid.json are not committed, e.g. {missing[0]}"
+    assert regenerate(folder, tmp_path / "out", REPO, monkeypatch) == []
+
+
+def test_the_check_finds_a_table_that_does_not_regenerate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The comparison itself, on a made-up study folder: exact when untouched, a difference when edited.
+    root = tmp_path / "clone"
+    folder = root / "study" / "p1"
+    for s in range(2):
+        fake_run(folder / "runs" / "digits" / f"seed{s}", seed=s, variants=PAPER, acc=0.9 - 0.01 * s)
+    runs = [{"status": "done", "folder": f"runs/digits/seed{s}", "variant": v} for s in range(2) for v in PAPER]
+    (folder / "grid.json").write_text(json.dumps({"out": ".", "runs": runs}))
+    monkeypatch.chdir(root)
+    assert main(["report", "study/p1"]) == 0  # the committed tables
+    assert regenerate(folder, tmp_path / "again", root, monkeypatch) == []
+    (folder / "results.md").write_text((folder / "results.md").read_text().replace("89.00%", "89.01%"))
+    assert regenerate(folder, tmp_path / "third", root, monkeypatch) == ["results.md"]
+
+
+@pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
+def test_git_keeps_a_study_folders_results_and_ignores_its_weights() -> None:
+    import subprocess
+
+    run = "study/p9/runs/fashion-mnist/seed0"
+    kept = [f"{run}/students/kd/result.json", f"{run}/students/kd/metrics.jsonl", f"{run}/config.yaml",
+            f"{run}/students/kd-cl-snap/curriculum.csv", "study/p9/shared/f-1/curriculum-2/curriculum.json",
+            "study/p9/shared/f-1/teacher/result.json", "study/p9/grid.json"]
+    ignored = [f"{run}/students/kd/model.pt", f"{run}/students/kd/last.pt", "study/p9/shared/f-1/teacher/cache/x.npy",
+               "study/p9/logs/kd.log", "runs/digits/students/kd/result.json"]
+    got = subprocess.run(["git", "check-ignore", "--no-index", *kept, *ignored], cwd=REPO, capture_output=True, text=True)
+    assert got.stdout.split() == ignored
