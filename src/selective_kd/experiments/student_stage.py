@@ -95,12 +95,12 @@ def read_source(src: SignalSource) -> None:
         read_teacher_checkpoint(src.model)
         return
     if not src.model.is_file():
-        raise UserError(f"{src.what} checkpoint {src.model} not found: {src.missing}")
+        raise UserError(f"checkpoint {src.model} ({src.what}) not found: {src.missing}")
     try:
         load_checkpoint(src.model)
     except UserError:
-        raise UserError(f"{src.what} checkpoint {src.model} cannot be read (damaged, or more than tensors and plain data): "
-                        f"delete it, then {src.missing}") from None
+        raise UserError(f"checkpoint {src.model} ({src.what}) cannot be read (damaged, or more than tensors and plain "
+                        f"data): delete it, then {src.missing}") from None
 
 
 def teacher_signal(src: SignalSource, split: Split, views: Views | None, data: Dataset, runtime: Runtime, mode: str,
