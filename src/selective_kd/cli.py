@@ -2,7 +2,7 @@
 
     selective-kd run                          # the whole digits pipeline, nothing to download
     selective-kd run --config configs/paper/cifar10.yaml data.root=~/data
-    selective-kd teacher | curriculum | student --variant kd-cl-sr | report RUN_DIR...
+    selective-kd teacher | curriculum | assistant | student --variant kd-cl-sr | report RUN_DIR...
     selective-kd grid seeds=3 [--jobs N | --ray auto]    # datasets × variants × seeds, with statistics
     selective-kd bench [--json PATH]                     # images/s: reference loop vs the engine
 
@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("run", help="teacher, curriculum, all student variants, report"))
     _common(sub.add_parser("teacher", help="train the teacher (Table 1)"))
     p = sub.add_parser("curriculum", help="score the training set with the teacher and order it (Figure 1)")
+    _common(p)
+    p.add_argument("--teacher", type=Path, default=None, help="teacher folder or model.pt (default: OUT/teacher)")
+    p = sub.add_parser("assistant", help="distil the teacher assistant from the teacher (TAKD; needs an assistant: section)")
     _common(p)
     p.add_argument("--teacher", type=Path, default=None, help="teacher folder or model.pt (default: OUT/teacher)")
     p = sub.add_parser("student", help="train one student variant")
@@ -207,6 +210,9 @@ def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:
     if args.command == "teacher":
         r = pipeline.run_teacher(cfg, paths, data, runtime, args.quiet)
         print(f"teacher: val_acc {100 * r['val_acc']:.2f}%  val_loss {r['val_loss']:.4f}  ({paths.teacher_dir})")
+    elif args.command == "assistant":
+        r = pipeline.run_assistant(cfg, paths, data, runtime, args.quiet)
+        print(f"assistant: val_acc {100 * r['val_acc']:.2f}%  val_loss {r['val_loss']:.4f}  ({paths.assistant.dir})")
     elif args.command == "curriculum":
         cur = pipeline.run_curriculum(cfg, paths, data, runtime, args.quiet)
         print(f"curriculum: {len(cur.scores)} samples, teacher correct on {100 * cur.scores.correct.double().mean().item():.2f}% ({paths.curriculum})")

@@ -7,10 +7,11 @@ in: what a run's identity is built from.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from selective_kd.config.parse import _build
-from selective_kd.config.schema import Config, CurriculumConfig, DistillConfig, VariantConfig
+from selective_kd.config.schema import AssistantConfig, Config, CurriculumConfig, DistillConfig, VariantConfig
 from selective_kd.errors import UserError
 
 # --------------------------------------------------------------------------- components
@@ -103,3 +104,19 @@ def check_components(cfg: Config) -> None:
     for name in [*cfg.distill.variants, *cfg.distill.custom_variants]:  # unlisted ones too: they are in config.yaml
         resolve_variant(cfg.distill, name)
     resolve_curriculum(cfg)
+    if cfg.assistant is not None:
+        resolve_assistant(cfg)
+
+
+def resolve_assistant(cfg: Config) -> AssistantConfig:
+    """The assistant section with its loss checked, every parameter and the temperature filled in."""
+    from selective_kd.distill.losses import LOSSES
+
+    a = cfg.assistant
+    if a is None:
+        raise ValueError("resolve_assistant: the config has no assistant")  # a caller's bug, not the user's
+    if a.loss not in LOSSES:
+        raise UserError(f"config key 'assistant.loss': unknown loss {a.loss!r}, choose one of {', '.join(LOSSES.names())}")
+    params = LOSSES.params(a.loss, a.loss_params, "assistant.loss_params")
+    temperature = a.temperature if a.temperature is not None else cfg.distill.temperature
+    return dataclasses.replace(a, loss_params=params, temperature=temperature)

@@ -261,7 +261,7 @@ def check(cfg: Config) -> None:
 
     need(cfg.batch_size >= 2, "config key 'batch_size': must be at least 2 (BatchNorm needs two samples)")
     need(cfg.eval_batch_size >= 1, "config key 'eval_batch_size': must be positive")
-    for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for stage_name, stage in _stages(cfg):
         model_params(stage, stage_name)  # the architecture exists and takes these parameters
         need(stage.epochs >= 1, f"config key '{stage_name}.epochs': must be at least 1")
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
@@ -276,6 +276,7 @@ def check(cfg: Config) -> None:
     tf = cfg.data.teacher_fraction
     need(tf is None or 0 < tf < 1, "config key 'data.teacher_fraction': must be between 0 and 1 (e.g. 0.6 for the paper's 3:2 split)")
     need(cfg.distill.temperature > 0, "config key 'distill.temperature': must be positive")
+    _check_eskd_takd(cfg, need)
     from selective_kd.data.registry import check_data  # lazy: data/ never imports config at load
 
     check_data(cfg)  # the dataset's name and the data.* keys it reads
@@ -283,6 +284,26 @@ def check(cfg: Config) -> None:
     from selective_kd.config.components import check_components  # a peer that imports this module
 
     check_components(cfg)  # unknown names and parameters fail here, before any training
+
+
+def _stages(cfg: Config) -> list[tuple[str, Any]]:
+    """The config's training stages by section name: teacher, student and the assistant if any."""
+    return [("teacher", cfg.teacher), ("student", cfg.student), *([("assistant", cfg.assistant)] if cfg.assistant else [])]
+
+
+def _check_eskd_takd(cfg: Config, need: Callable[[bool, str], None]) -> None:
+    """An early-stopped teacher (ESKD) and a teacher assistant (TAKD): ranges, and not both at once."""
+    k, epochs = cfg.distill.teacher_epoch, cfg.teacher.epochs
+    need(k is None or 1 <= k <= epochs,
+         f"config key 'distill.teacher_epoch': must be between 1 and teacher.epochs ({epochs}), got {k}; "
+         "null distils from the final teacher")
+    a = cfg.assistant
+    if a is None:
+        return
+    need(k is None, "config keys 'distill.teacher_epoch' and 'assistant' cannot be combined: students distil from the "
+                    "assistant, not from an earlier teacher; set one of them to null")
+    need(0 < a.lam <= 1, f"config key 'assistant.lam': the assistant's weight on the teacher must be in (0, 1], got {a.lam}")
+    need(a.temperature is None or a.temperature > 0, "config key 'assistant.temperature': must be positive (null: distill.temperature)")
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -300,7 +321,7 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,
          f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
-    for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for stage_name, stage in _stages(cfg):
         need(0 <= stage.momentum < 1, f"config key '{stage_name}.momentum': must be in [0, 1), got {stage.momentum}")
         need(stage.weight_decay >= 0, f"config key '{stage_name}.weight_decay': must be >= 0, got {stage.weight_decay}")
     for key, limit in (("data.limit_train", cfg.data.limit_train), ("data.limit_val", cfg.data.limit_val)):

@@ -76,6 +76,21 @@ class TeacherConfig(StageConfig):
 
 
 @dataclass
+class AssistantConfig(StageConfig):
+    """TAKD's teacher assistant (Mirzadeh et al., AAAI 2020): a model between teacher and
+    student in size, distilled from the teacher; the students then distil from it.
+
+    Its own architecture and recipe (the keys of ``student``), and how it distils from the
+    teacher: (1 − lam)·CE + lam·loss at ``temperature`` (None: ``distill.temperature``).
+    """
+
+    lam: float = 0.5
+    temperature: float | None = None
+    loss: str = "kd"  # a name in distill.LOSSES
+    loss_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class VariantConfig:
     """A student variant is data: an order, a pacing function, a λ policy and a loss.
 
@@ -111,6 +126,9 @@ class CurriculumConfig:
 class DistillConfig:
     temperature: float = 4.0
     shift: float | None = None  # the paper's s; None: chosen so the easiest curriculum batch gets λ=0
+    # ESKD (Cho & Hariharan, ICCV 2019): students distil from the teacher's weights after this
+    # epoch (1..teacher.epochs), kept by the teacher stage; None: the final teacher
+    teacher_epoch: int | None = None
     teacher_cache: Literal["auto", "on", "off"] = "auto"  # precomputed teacher logits for every view
     variants: list[str] = field(
         default_factory=lambda: ["unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
@@ -146,6 +164,7 @@ class Config:
     student: StageConfig = field(default_factory=StageConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    assistant: AssistantConfig | None = None  # TAKD: students distil from this assistant (None: from the teacher)
     grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
 
     @property

@@ -15,7 +15,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from selective_kd.config import Config, StageConfig, VariantConfig, resolve_curriculum, to_dict
+from selective_kd.config import Config, StageConfig, VariantConfig, resolve_assistant, resolve_curriculum, to_dict
 
 #: Data keys that locate or fetch files; they never change which samples a run sees.
 LOCATION_KEYS = ("root", "download", "verify")
@@ -116,8 +116,13 @@ def student_identity(
     precision: str,
 ) -> dict[str, Any]:
     """A student: its stage, its variant (all parameters), distillation settings, and the
-    digests of the teacher weights and curriculum it used (None when it uses neither)."""
+    digests of the teacher weights and curriculum it used (None when it uses neither).
+
+    ``teacher_weights`` is the digest of the model whose logits it learned from: the final
+    teacher, the teacher after ``distill.teacher_epoch`` (ESKD), or the assistant (TAKD),
+    whose whole section then joins the identity too."""
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
+    source = {"assistant": to_dict(resolve_assistant(cfg))} if cfg.assistant is not None and teacher_digest else {}
     return {
         "role": "student",
         **stage_identity(cfg, "student", precision),
@@ -126,4 +131,21 @@ def student_identity(
         "teacher_signal": signal,
         "teacher_weights": teacher_digest,
         "curriculum": curriculum_digest,
+        **source,
+    }
+
+
+def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precision: str) -> dict[str, Any]:
+    """TAKD's assistant: the data, its whole section (loss parameters and temperature filled
+    in), seed, batch size, precision, and the teacher weights and signal it distilled from."""
+    a = resolve_assistant(cfg)
+    return {
+        "role": "assistant",
+        "data": data_identity(cfg),
+        "seed": cfg.seed,
+        "batch_size": a.batch_size or cfg.batch_size,
+        "assistant": to_dict(a),
+        "precision": precision,
+        "teacher_signal": signal,
+        "teacher_weights": teacher_digest,
     }

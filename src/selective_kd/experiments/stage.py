@@ -9,6 +9,7 @@ the keys that differ.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,12 +21,11 @@ from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split
 from selective_kd.distributed import barrier
-from selective_kd.engine import CrossEntropyObjective, OrderPlan, Runtime, fit, mismatch_message
+from selective_kd.engine import Callback, CrossEntropyObjective, OrderPlan, Runtime, fit, mismatch_message
 from selective_kd.errors import UserError
 from selective_kd.experiments.identity import (
     file_digest,
     precision_of,
-    teacher_identity,
 )
 from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
@@ -144,8 +144,11 @@ def precision(runtime: Runtime) -> str:
 
 
 def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Dataset, files: StageFiles,
-                     identity: dict[str, Any], seed: int, runtime: Runtime, desc: str, quiet: bool) -> dict[str, Any]:
-    """Train a model of ``stage``'s architecture with cross-entropy on ``train`` (teacher, scorer models)."""
+                     identity: dict[str, Any], seed: int, runtime: Runtime, desc: str, quiet: bool,
+                     watchers: Callable[[nn.Module], list[Callback]] | None = None) -> dict[str, Any]:
+    """Train a model of ``stage``'s architecture with cross-entropy on ``train`` (teacher, scorer models).
+
+    ``watchers`` gives callbacks that see the model being trained (the teacher's kept epochs)."""
     if (done := finished_result(files, identity)) is not None:
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return done
@@ -164,18 +167,8 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
         model, train_d, val, stage=stage, plan=OrderPlan(lambda e: random_order(None, n, e, seed), bs),
         objective=CrossEntropyObjective(stage.label_smoothing), runtime=runtime, seed=seed, out_dir=files.dir,
         identity=identity, eval_batch_size=cfg.eval_batch_size, desc=desc, quiet=quiet,
-        callbacks=callbacks_for(cfg, files.dir, stage.epochs),
+        callbacks=[*callbacks_for(cfg, files.dir, stage.epochs), *(watchers(model) if watchers else [])],
     )
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
     return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
-
-
-def run_teacher(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> dict[str, Any]:
-    """Train (or fine-tune) the teacher and report its validation accuracy and loss (Table 1)."""
-    identity = teacher_identity(cfg, precision(runtime))
-    result = train_supervised(cfg, cfg.teacher, data.teacher_train, data, paths.teacher, identity, cfg.teacher_seed, runtime,
-                              "teacher", quiet)
-    return {**result, "model": "teacher"}
-
-

@@ -57,7 +57,13 @@ def execute(job: Job) -> dict[str, Any]:
 def _teacher_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
     from selective_kd.experiments.pipeline import run_teacher
 
-    return run_teacher(cfg, paths, data, runtime, quiet=True)
+    return run_teacher(cfg, paths, data, runtime, quiet=True, keep=job.keep)
+
+
+def _assistant_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
+    from selective_kd.experiments.pipeline import run_assistant
+
+    return run_assistant(cfg, paths, data, runtime, quiet=True)
 
 
 def _curriculum_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
@@ -76,6 +82,7 @@ def _student_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: A
 STAGES: dict[str, Callable[[Job, Config, RunPaths, Any, Any], dict[str, Any]]] = {
     "teacher": _teacher_stage,
     "curriculum": _curriculum_stage,
+    "assistant": _assistant_stage,
     "student": _student_stage,
 }
 
