@@ -169,7 +169,7 @@ def _one_line(command: list[str], *needles: str) -> None:
 
 
 @pytest.mark.parametrize("extra, needles", [
-    (["assistant.arch=resnet7"], ["assistant.arch", "unknown 'resnet7'"]),
+    (["assistant.arch=resnet7"], ["assistant.arch", "unknown architecture 'resnet7'"]),
     (["assistant.loss=nope"], ["assistant.loss", "unknown loss 'nope'"]),
     (["assistant.lam=0"], ["assistant.lam", "(0, 1]"]),
     (["assistant.widht=0.5"], ["unknown config key 'assistant.widht'"]),
