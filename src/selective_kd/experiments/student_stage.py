@@ -12,8 +12,7 @@ from selective_kd.config import Config
 from selective_kd.curriculum import SCORERS, read_curriculum
 from selective_kd.data import Dataset
 from selective_kd.data.augment import Views
-from selective_kd.distill.losses import LOSSES
-from selective_kd.distill.objective import DistillObjective
+from selective_kd.distill.objective import variant_objective
 from selective_kd.distill.policies import make_policy
 from selective_kd.distill.teacher import (
     CachedTeacher,
@@ -115,8 +114,8 @@ def run_student(
     objective: Any = CrossEntropyObjective(scfg.label_smoothing)
     if use_teacher:
         signal = _teacher_signal(cfg, paths, data, runtime, signal_name, quiet)
-        objective = DistillObjective(signal, make_policy(v.policy, v.policy_params, plan.source), cfg.distill.temperature,
-                                     scfg.label_smoothing, LOSSES.get(v.loss).fn, dict(v.loss_params))
+        objective = variant_objective(signal, make_policy(v.policy, v.policy_params, plan.source), v,
+                                      cfg.distill.temperature, scfg.label_smoothing).to(runtime.device)
     torch.manual_seed(cfg.seed)  # every variant starts from the same weights for a seed: paired comparisons
     model = runtime.prepare(build_model(scfg.arch, data.num_classes, data.in_channels, scfg.stem, scfg.width))
     lam = v.policy_params.get("lam") if v.policy == "constant" else f"{v.policy} (s={plan.shift:.4f})" if plan.shift is not None else v.policy
