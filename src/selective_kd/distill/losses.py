@@ -137,7 +137,7 @@ def dist(student: Tensor, teacher: Tensor, labels: Tensor, *, beta: float, gamma
 
 
 def wsld_weights(student: Tensor, teacher: Tensor, labels: Tensor) -> Tensor:
-    """WSLD's per-sample weight 1 − exp(−max(0, CE_S / (CE_T + 1e-7))), in [0, 1), no gradient.
+    """WSLD's per-sample weight 1 − exp(−max(0, CE_S / (CE_T + 1e-7))), in [0, 1], no gradient.
 
     Both cross-entropies at temperature 1 on detached logits (Zhou et al. 2021, eq. (9);
     the 1e-7 as in their ``knowledge_distiller.py``)."""
