@@ -130,6 +130,9 @@ def run_student(
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f mean λ %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"],
              result["lam_mean"], result["seconds"])
-    return finish_stage(files, model, _model_meta(scfg, data, identity), result, runtime)
+    meta = _model_meta(scfg, data, identity)
+    if isinstance(objective, torch.nn.Module) and objective.state_dict():  # e.g. CTKD's learned temperature
+        meta["objective"] = {k: v.detach().cpu() for k, v in objective.state_dict().items()}
+    return finish_stage(files, model, meta, result, runtime)
 
 
