@@ -230,14 +230,24 @@ def train_step(step_model: nn.Module, opt: torch.optim.Optimizer, objective: Obj
         loss = loss * (batch.idx.numel() * runtime.dist.world / global_size)
     opt.zero_grad(set_to_none=True)
     loss.backward()
+    if runtime.dist.enabled and isinstance(objective, nn.Module):  # DDP syncs the model's gradients only
+        for p in objective.parameters():
+            if p.grad is not None:
+                p.grad.div_(runtime.dist.world)
+                all_reduce_sum(p.grad)
     opt.step()
     return logs
 
 
-def make_optimizer(model: nn.Module, stage: StageConfig) -> torch.optim.SGD:
-    """SGD with momentum; no weight decay on BatchNorm parameters and biases."""
-    params_decay = [p for p in model.parameters() if p.dim() > 1]
-    params_plain = [p for p in model.parameters() if p.dim() <= 1]
+def make_optimizer(model: nn.Module, stage: StageConfig, objective: object = None) -> torch.optim.SGD:
+    """SGD with momentum; no weight decay on BatchNorm parameters and biases.
+
+    An objective that is an ``nn.Module`` (one with state, e.g. a learned temperature) has
+    its parameters trained alongside the model's, by the same rule.
+    """
+    params = list(model.parameters()) + (list(objective.parameters()) if isinstance(objective, nn.Module) else [])
+    params_decay = [p for p in params if p.dim() > 1]
+    params_plain = [p for p in params if p.dim() <= 1]
     return torch.optim.SGD(
         [{"params": params_decay, "weight_decay": stage.weight_decay}, {"params": params_plain, "weight_decay": 0.0}],
         lr=stage.lr, momentum=stage.momentum, nesterov=stage.nesterov and stage.momentum > 0,
@@ -279,7 +289,7 @@ def fit(
     ckpt_path = out_dir / "last.pt"
     if d.enabled:
         model = use_global_batchnorm(model, runtime.device.type == "cuda")
-    opt = make_optimizer(model, stage)
+    opt = make_optimizer(model, stage, objective)
     history: list[dict[str, Any]] = []
     start = 0
     if ckpt_path.exists():
@@ -289,6 +299,8 @@ def fit(
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
+            if isinstance(objective, nn.Module):  # its state (e.g. CTKD's θ) resumes with the model's
+                objective.load_state_dict(state.get("objective", {}))
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise UserError(f"resume point {ckpt_path} does not fit this model and optimiser "
                             f"({str(exc).splitlines()[0][:120] if str(exc).strip() else type(exc).__name__}): "
@@ -361,6 +373,7 @@ def fit(
                 "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "history": history, "plan": plan.state_dict(),
                 "runtime": runtime_record(runtime),
+                "objective": objective.state_dict() if isinstance(objective, nn.Module) else {},
             })
             write_jsonl(out_dir / "metrics.jsonl", history)
         for cb in callbacks:

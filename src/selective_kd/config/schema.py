@@ -95,7 +95,7 @@ class VariantConfig:
     """A student variant is data: an order, a pacing function, a λ policy and a loss.
 
     Each component is named from its registry (``curriculum.ORDERS``, ``curriculum.PACING``,
-    ``distill.POLICIES``, ``distill.LOSSES``, ``curriculum.SCORERS``) and takes its own
+    ``distill.POLICIES``, ``distill.LOSSES``, ``distill.TEMPERATURES``, ``curriculum.SCORERS``) and takes its own
     parameters; unknown names or parameters are errors, and all of it is part of the
     student's identity. ``scorer`` replaces the run's curriculum by a dynamic one
     (``snapshot``, ``loss``) that the student re-scores while it trains.
@@ -108,7 +108,9 @@ class VariantConfig:
     policy_params: dict[str, Any] = field(default_factory=dict)
     lam: float | None = None  # shorthand for policy_params.lam of the constant policy
     loss: str = "kd"
-    loss_params: dict[str, Any] = field(default_factory=dict)
+    loss_params: dict[str, Any] = field(default_factory=dict)  # temperature: distill.temperature unless given
+    temperature: str = "fixed"  # fixed (loss_params.temperature) | ctkd (learned; see distill.TEMPERATURES)
+    temperature_params: dict[str, Any] = field(default_factory=dict)
     scorer: str | None = None  # None: the run's curriculum (curriculum.scorer)
     scorer_params: dict[str, Any] = field(default_factory=dict)
 

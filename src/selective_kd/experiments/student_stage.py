@@ -15,8 +15,7 @@ from selective_kd.curriculum import SCORERS, read_curriculum
 from selective_kd.checkpoint import load_checkpoint
 from selective_kd.data import Dataset, Split
 from selective_kd.data.augment import Views
-from selective_kd.distill.losses import LOSSES
-from selective_kd.distill.objective import DistillObjective
+from selective_kd.distill.objective import variant_objective
 from selective_kd.distill.policies import make_policy
 from selective_kd.distill.teacher import (
     CachedTeacher,
@@ -171,8 +170,8 @@ def run_student(
     if use_teacher:
         signal = teacher_signal(src, data.student_train, student_views(cfg), data, runtime, signal_name,
                                 cfg.eval_batch_size, quiet)
-        objective = DistillObjective(signal, make_policy(v.policy, v.policy_params, plan.source), cfg.distill.temperature,
-                                     scfg.label_smoothing, LOSSES.get(v.loss).fn, dict(v.loss_params))
+        objective = variant_objective(signal, make_policy(v.policy, v.policy_params, plan.source), v,
+                                      cfg.distill.temperature, scfg.label_smoothing).to(runtime.device)
     torch.manual_seed(cfg.seed)  # every variant starts from the same weights for a seed: paired comparisons
     model = runtime.prepare(build_model_from(scfg, data.num_classes, data.in_channels, "student"))
     lam = v.policy_params.get("lam") if v.policy == "constant" else f"{v.policy} (s={plan.shift:.4f})" if plan.shift is not None else v.policy
@@ -187,6 +186,9 @@ def run_student(
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f mean λ %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"],
              result["lam_mean"], result["seconds"])
-    return finish_stage(files, model, _model_meta(scfg, data, identity, "student"), result, runtime)
+    meta = _model_meta(scfg, data, identity, "student")
+    if isinstance(objective, torch.nn.Module) and objective.state_dict():  # e.g. CTKD's learned temperature
+        meta["objective"] = {k: v.detach().cpu() for k, v in objective.state_dict().items()}
+    return finish_stage(files, model, meta, result, runtime)
 
 
