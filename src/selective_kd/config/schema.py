@@ -130,6 +130,9 @@ class Config:
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
+    # modules or .py files that register components, imported before the rest is checked
+    # (selective_kd.plugins); a file is kept as an absolute path, so workers import it too
+    plugins: list[str] = field(default_factory=list)
 
 
 # What `selective-kd run` uses without --config, and what `base: digits` in a file starts

@@ -7,6 +7,13 @@ curriculum it read, so a retrained teacher or another curriculum file never pass
 the one a finished student used. Precision is part of every identity (bf16 and fp32
 runs are different runs); device, channels_last and compile may change on resume, and
 the engine says so when they do.
+
+Plugins: an identity holds ``plugins: {file: sha256}`` for every plugin whose components the
+result uses (its dataset and model, a curriculum's scorer, a student's order, pacing, λ
+policy, loss and scorer, and the teacher's model where it reads a teacher), so an edited
+plugin retrains what it affects and nothing else; built-in components add nothing, so
+identities without plugins are those of earlier versions. A result whose identity differs
+only there is stale code, trained again (``stage.finished_result``), not a refusal.
 """
 
 from __future__ import annotations
@@ -40,17 +47,41 @@ def data_identity(cfg: Config) -> dict[str, Any]:
     return {"dataset": cfg.dataset, **{k: v for k, v in to_dict(cfg.data).items() if k not in LOCATION_KEYS}}
 
 
+def _with_plugins(ident: dict[str, Any], components: list[Any]) -> dict[str, Any]:
+    """``ident`` with the digests of the plugins that registered ``components`` (none: unchanged)."""
+    from selective_kd.plugins import digests_of
+
+    code = digests_of(components)
+    return {**ident, "plugins": code} if code else ident
+
+
+def _data_components(cfg: Config) -> list[Any]:
+    from selective_kd.data.registry import DATASETS
+
+    return [DATASETS.get(cfg.dataset)]
+
+
+def _model_components(cfg: Config, role: str) -> list[Any]:
+    """The registered model of ``role``'s stage (none while models are built by name only)."""
+    return []
+
+
+def _stage_components(cfg: Config, role: str) -> list[Any]:
+    """What a model of ``role`` trains with: the dataset and its model."""
+    return [*_data_components(cfg), *_model_components(cfg, role)]
+
+
 def stage_identity(cfg: Config, role: str, precision: str, seed: int | None = None) -> dict[str, Any]:
     """A supervised stage: the data, its whole stage section (``teacher`` or ``student``),
     seed, batch size, precision. Keys mirror the config, so a mismatch names config keys."""
     stage: StageConfig = getattr(cfg, role)
-    return {
+    return _with_plugins({
         "data": data_identity(cfg),
         "seed": cfg.seed if seed is None else seed,
         "batch_size": stage.batch_size or cfg.batch_size,
         role: to_dict(stage),
         "precision": precision,
-    }
+    }, _stage_components(cfg, role))
 
 
 def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:
@@ -73,7 +104,9 @@ def curriculum_identity(cfg: Config, teacher_digest: str | None, precision: str)
     for role in ("teacher", "student"):
         if f"trains_{role}" in needs:
             ident[f"trains_{role}"] = stage_identity(cfg, role, precision)
-    return ident
+    used = [SCORERS.get(cur.scorer), *_data_components(cfg)]
+    used += _model_components(cfg, "teacher") if teacher_digest is not None else []  # its model scores
+    return _with_plugins(ident, used)
 
 
 def student_identity(
@@ -88,13 +121,21 @@ def student_identity(
 ) -> dict[str, Any]:
     """A student: its stage, its variant (all parameters), distillation settings, and the
     digests of the teacher weights and curriculum it used (None when it uses neither)."""
+    from selective_kd.curriculum import ORDERS, PACING, SCORERS
+    from selective_kd.distill.losses import LOSSES
+    from selective_kd.distill.policies import POLICIES
+
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
-    return {
+    used = [*_stage_components(cfg, "student"), ORDERS.get(variant.order), PACING.get(variant.pacing),
+            POLICIES.get(variant.policy), LOSSES.get(variant.loss)]
+    used += [SCORERS.get(variant.scorer)] if variant.scorer is not None else []
+    used += _model_components(cfg, "teacher") if teacher_digest is not None else []  # its model gives the signal
+    return _with_plugins({
         "role": "student",
-        **stage_identity(cfg, "student", precision),
+        **{k: v for k, v in stage_identity(cfg, "student", precision).items() if k != "plugins"},
         "variant": {"name": name, **to_dict(variant)},
         "distill": distill,
         "teacher_signal": signal,
         "teacher_weights": teacher_digest,
         "curriculum": curriculum_digest,
-    }
+    }, used)

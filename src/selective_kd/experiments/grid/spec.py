@@ -32,7 +32,7 @@ class GridSpec:
     sweeps: dict[str, list[Any]]  # dotted config key -> values
 
 
-def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
+def build_spec(config: Path | None, overrides: Sequence[str], plugins: Sequence[str] = ()) -> GridSpec:
     """Split the overrides into axes, sweeps and settings; check them all before anything runs."""
     axes: dict[str, Any] = {}
     sweeps: dict[str, list[Any]] = {}
@@ -47,7 +47,7 @@ def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
             sweeps[swept] = _sweep_values(swept, value)
         else:
             plain.append(text)
-    base = load_config(config, plain)
+    base = load_config(config, plain, list(plugins))
     variants = _names("variants", axes.get("variants", base.distill.variants))
     base = with_values(base, {"distill.variants": variants})
     return GridSpec(
