@@ -50,7 +50,7 @@ def test_compile_is_on_off_or_a_torch_compile_mode() -> None:
         ("teacher.epochs=many", "config key 'teacher.epochs': expected int, got 'many'"),
         ("dataset=imagenet", "config key 'dataset': unknown dataset 'imagenet', choose one of digits"),
         ("student.augment=3", "config key 'student.augment': expected bool"),
-        ("teacher.arch=vgg", "config key 'teacher.arch': unknown 'vgg'"),
+        ("teacher.arch=vgg", "config key 'teacher.arch': unknown architecture 'vgg'"),
         ("distill.variants=[kd, nope]", "unknown variant 'nope'"),
         ("batch_size=1", "config key 'batch_size': must be at least 2"),
         ("nokey", "is not key=value"),

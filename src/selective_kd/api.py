@@ -64,7 +64,7 @@ log = logging.getLogger("selective_kd")
 ModelLike = nn.Module | Callable[[], nn.Module]
 Settings = Config | Mapping[str, Any] | str | os.PathLike | None
 #: Stage keys that describe a model the CLI builds; with the API the model is yours.
-MODEL_KEYS = ("arch", "width", "stem", "pretrained", "input_size")
+MODEL_KEYS = ("arch", "arch_params", "width", "stem", "pretrained", "input_size")
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,9 @@ def registries() -> tuple[tuple[str, Registry[Any]], ...]:
     from selective_kd.data import DATASETS
     from selective_kd.distill.losses import LOSSES
     from selective_kd.distill.policies import POLICIES
+    from selective_kd.models import MODELS
 
-    return (("datasets", DATASETS), ("orders", ORDERS), ("pacing", PACING), ("scorers", SCORERS),
+    return (("datasets", DATASETS), ("models", MODELS), ("orders", ORDERS), ("pacing", PACING), ("scorers", SCORERS),
             ("policies", POLICIES), ("losses", LOSSES))
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from selective_kd.errors import UserError
-from selective_kd.models import build_model, load_pretrained
+from selective_kd.models import build_model, load_pretrained, resize_inputs
 from torchvision_naming import LAYOUT, torchvision_style_state_dict
 
 @pytest.mark.parametrize("arch", list(LAYOUT))
@@ -42,7 +42,7 @@ def test_pretrained_resnet152_loads_replaces_fc_and_fine_tunes(tmp_path: Path) -
     load_pretrained(model, path)
     assert torch.equal(model.state_dict()["layer3.35.conv2.weight"], sd["layer3.35.conv2.weight"])
     assert model.fc.out_features == 10
-    model.input_size = 64  # upsampled 32×32 inputs, as with teacher.input_size
+    resize_inputs(model, 64)  # upsampled 32×32 inputs, as with teacher.input_size
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
     before = model.layer1[0].conv1.weight.detach().clone()
     loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([1, 2]))

@@ -25,7 +25,7 @@ from selective_kd.distill.teacher import CachedTeacher, OnlineTeacher
 from selective_kd.engine import Runtime, resolve_runtime
 from selective_kd.errors import UserError
 from selective_kd.fileio import refuse_file_as_folder, write_json
-from selective_kd.models import ARCHS, build_model
+from selective_kd.models import MODELS, build_model
 
 
 def add_bench_parser(sub: Any) -> None:
@@ -144,8 +144,8 @@ def _runtime_from(args: argparse.Namespace) -> Runtime:
 
 def _check(args: argparse.Namespace, steps: int) -> None:
     for flag, arch in (("--teacher-arch", args.teacher_arch), ("--student-arch", args.student_arch)):
-        if arch not in ARCHS:
-            raise UserError(f"{flag}: unknown architecture {arch!r}, choose one of {', '.join(ARCHS)}")
+        if arch not in MODELS:
+            raise UserError(f"{flag}: unknown architecture {arch!r}, choose one of {', '.join(MODELS.names())}")
     if args.batch_size < 2:
         raise UserError(f"--batch-size {args.batch_size}: must be at least 2 (BatchNorm needs two samples)")
     if steps < 1:

@@ -265,7 +265,7 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
 
 def check(cfg: Config) -> None:
     """Cross-field checks that types alone cannot express."""
-    from selective_kd.models import ARCHS
+    from selective_kd.models import model_params
 
     def need(ok: bool, msg: str) -> None:
         if not ok:
@@ -274,7 +274,7 @@ def check(cfg: Config) -> None:
     need(cfg.batch_size >= 2, "config key 'batch_size': must be at least 2 (BatchNorm needs two samples)")
     need(cfg.eval_batch_size >= 1, "config key 'eval_batch_size': must be positive")
     for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
-        need(stage.arch in ARCHS, f"config key '{stage_name}.arch': unknown {stage.arch!r}, choose one of {', '.join(ARCHS)}")
+        model_params(stage, stage_name)  # the architecture exists and takes these parameters
         need(stage.epochs >= 1, f"config key '{stage_name}.epochs': must be at least 1")
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
         need(stage.width > 0, f"config key '{stage_name}.width': must be positive")

@@ -34,9 +34,10 @@ class DataConfig:
 class StageConfig:
     """Model and optimisation of one training stage (teacher or students)."""
 
-    arch: str = "resnet18"
-    width: float = 1.0  # channel multiplier (base 64)
-    stem: Literal["cifar", "imagenet"] = "cifar"
+    arch: str = "resnet18"  # a name in selective_kd.models.MODELS (`selective-kd components` lists them)
+    width: float = 1.0  # channel multiplier (base 64) of the models that take one (our ResNets)
+    stem: Literal["cifar", "imagenet"] = "cifar"  # of the models that take one (our ResNets)
+    arch_params: dict[str, Any] = field(default_factory=dict)  # the model's own parameters (MODELS declares them)
     epochs: int = 10
     lr: float = 0.05
     momentum: float = 0.9

@@ -62,8 +62,10 @@ def _data_components(cfg: Config) -> list[Any]:
 
 
 def _model_components(cfg: Config, role: str) -> list[Any]:
-    """The registered model of ``role``'s stage (none while models are built by name only)."""
-    return []
+    """The registered model of ``role``'s stage (``teacher`` or ``student``)."""
+    from selective_kd.models import MODELS
+
+    return [MODELS.get(getattr(cfg, role).arch)]
 
 
 def _stage_components(cfg: Config, role: str) -> list[Any]:
@@ -79,9 +81,25 @@ def stage_identity(cfg: Config, role: str, precision: str, seed: int | None = No
         "data": data_identity(cfg),
         "seed": cfg.seed if seed is None else seed,
         "batch_size": stage.batch_size or cfg.batch_size,
-        role: to_dict(stage),
+        role: stage_section(stage, role),
         "precision": precision,
     }, _stage_components(cfg, role))
+
+
+def stage_section(stage: StageConfig, role: str) -> dict[str, Any]:
+    """The whole stage section, its model's ``arch_params`` resolved (defaults filled in, so
+    naming a default changes nothing). A model without parameters of its own (``width`` and
+    ``stem`` are stage keys) leaves ``arch_params`` out: the identities of runs made before
+    models had parameters stay what they were, and their finished stages are reused."""
+    from selective_kd.models import arch_params_of
+
+    section = to_dict(stage)
+    params = arch_params_of(stage, role)
+    if params:
+        section["arch_params"] = params
+    else:
+        section.pop("arch_params", None)
+    return section
 
 
 def teacher_identity(cfg: Config, precision: str) -> dict[str, Any]:

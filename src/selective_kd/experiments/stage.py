@@ -30,7 +30,7 @@ from selective_kd.experiments.identity import (
 )
 from selective_kd.fileio import write_json
 from selective_kd.layout import RunPaths, StageFiles
-from selective_kd.models import build_model, load_pretrained
+from selective_kd.models import build_model_from, build_recorded, load_pretrained, model_params
 from selective_kd.plugins import differs_only_in_plugins
 from selective_kd.watch import callbacks_for
 
@@ -116,9 +116,12 @@ def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], resu
     return result
 
 
-def _model_meta(stage: StageConfig, data: Dataset, identity: dict[str, Any]) -> dict[str, Any]:
+def _model_meta(stage: StageConfig, data: Dataset, identity: dict[str, Any], role: str = "student") -> dict[str, Any]:
+    """What model.pt records beside the weights to rebuild the model (``models.build_recorded``):
+    ``arch`` and ``arch_params`` (every parameter its builder received; ``width`` and ``stem``
+    are kept too, as files written before ``arch_params`` have only those)."""
     return {
-        "arch": stage.arch, "width": stage.width, "stem": stage.stem,
+        "arch": stage.arch, "arch_params": model_params(stage, role), "width": stage.width, "stem": stage.stem,
         "num_classes": data.num_classes, "in_channels": data.in_channels,
         "input_size": getattr(stage, "input_size", None), "identity": identity,
     }
@@ -149,8 +152,7 @@ def load_model(path: Path, data: Dataset, runtime: Runtime, what: str = "teacher
         )
     if ckpt["in_channels"] != data.in_channels:
         raise UserError(f"{what} checkpoint {path} takes {ckpt['in_channels']} input channels, {data.name} has {data.in_channels}")
-    model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"], ckpt["stem"], ckpt["width"])
-    model.input_size = ckpt.get("input_size")
+    model = build_recorded(ckpt, f"{what} checkpoint {path}")
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
@@ -176,11 +178,11 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return done
     torch.manual_seed(seed)
-    model = build_model(stage.arch, data.num_classes, data.in_channels, stage.stem, stage.width)
+    role = "teacher" if stage is cfg.teacher else "student"  # the config section errors name
+    model = build_model_from(stage, data.num_classes, data.in_channels, role)
     pretrained = getattr(stage, "pretrained", None)
     if pretrained:
         load_pretrained(model, pretrained)
-    model.input_size = getattr(stage, "input_size", None)
     model = runtime.prepare(model)
     train_d, val = train.to(runtime.device), data.val.to(runtime.device)
     n, bs = len(train_d), stage.batch_size or cfg.batch_size
@@ -194,7 +196,7 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     )
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
-    return finish_stage(files, model, _model_meta(stage, data, identity), result, runtime)
+    return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
 
 
 def run_teacher(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime, quiet: bool = False) -> dict[str, Any]:

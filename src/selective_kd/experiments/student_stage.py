@@ -31,7 +31,7 @@ from selective_kd.experiments.identity import (
 from selective_kd.experiments.plans import StudentPlan
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher, resolve_variants
 from selective_kd.layout import RunPaths
-from selective_kd.models import build_model
+from selective_kd.models import build_model_from
 from selective_kd.watch import callbacks_for
 
 log = logging.getLogger("selective_kd")
@@ -118,7 +118,7 @@ def run_student(
         objective = DistillObjective(signal, make_policy(v.policy, v.policy_params, plan.source), cfg.distill.temperature,
                                      scfg.label_smoothing, LOSSES.get(v.loss).fn, dict(v.loss_params))
     torch.manual_seed(cfg.seed)  # every variant starts from the same weights for a seed: paired comparisons
-    model = runtime.prepare(build_model(scfg.arch, data.num_classes, data.in_channels, scfg.stem, scfg.width))
+    model = runtime.prepare(build_model_from(scfg, data.num_classes, data.in_channels, "student"))
     lam = v.policy_params.get("lam") if v.policy == "constant" else f"{v.policy} (s={plan.shift:.4f})" if plan.shift is not None else v.policy
     log.info("student %s: %s, order %s, pacing %s, λ %s, teacher %s%s", variant, scfg.arch, v.order, v.pacing, lam,
              signal_name, f", re-scored by {v.scorer}" if v.scorer else "")
@@ -131,6 +131,6 @@ def run_student(
               **summarize_history(history), "identity": identity}
     log.info("student %s: val_acc %.4f val_loss %.4f mean λ %.4f (%.1fs)", variant, result["val_acc"], result["val_loss"],
              result["lam_mean"], result["seconds"])
-    return finish_stage(files, model, _model_meta(scfg, data, identity), result, runtime)
+    return finish_stage(files, model, _model_meta(scfg, data, identity, "student"), result, runtime)
 
 

@@ -13,6 +13,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from selective_kd.errors import UserError
+from selective_kd.models.table import MODELS, STAGE_KEYS, ModelBuilder
+
 Stem = Literal["imagenet", "cifar"]
 
 
@@ -106,9 +109,6 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, widths[3], layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3] * block.expansion, num_classes)
-        # Inputs are resized to this side first (e.g. 224 for an ImageNet-pretrained
-        # teacher fine-tuned on 32×32 CIFAR). Not a parameter: state_dict names stay torchvision's.
-        self.input_size: int | None = None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -131,8 +131,6 @@ class ResNet(nn.Module):
         return nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.input_size is not None and x.shape[-1] != self.input_size:
-            x = nn.functional.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(torch.flatten(self.avgpool(x), 1))
@@ -145,3 +143,22 @@ SPECS: dict[str, tuple[type[BasicBlock] | type[Bottleneck], tuple[int, int, int,
     "resnet101": (Bottleneck, (3, 4, 23, 3)),
     "resnet152": (Bottleneck, (3, 8, 36, 3)),
 }
+
+
+def _builder(name: str) -> ModelBuilder:
+    block, layers = SPECS[name]
+
+    def build(num_classes: int, in_channels: int, width: float, stem: str) -> ResNet:
+        if stem not in ("imagenet", "cifar"):
+            raise UserError(f"{name}: stem must be cifar or imagenet, got {stem!r}")
+        return ResNet(block, layers, num_classes=num_classes, in_channels=in_channels, stem=stem, width=width)  # type: ignore[arg-type]
+
+    depth = 2 + 2 * sum(layers) if block is BasicBlock else 2 + 3 * sum(layers)
+    build.__doc__ = (f"ResNet-{depth} (He et al. 2015), torchvision's names: width scales the channels (base 64), "
+                     "stem cifar (3x3, no pooling) or imagenet (7x7 and max-pool, for ImageNet weights)")
+    build.__name__ = name
+    return build
+
+
+for _name in SPECS:
+    MODELS.register(_name, params=dict(STAGE_KEYS))(_builder(_name))
