@@ -97,17 +97,6 @@ def import_roots() -> list[str]:
     return list(dict.fromkeys(p.root for p in _LOADED.values() if p.root))
 
 
-def differs_only_in_plugins(old: Any, new: Any) -> bool:
-    """True when two identities differ, and only in their ``plugins`` digests: the code changed, not the settings."""
-    return isinstance(old, dict) and old != new and _without_plugins(old) == _without_plugins(new)
-
-
-def _without_plugins(tree: Any) -> Any:
-    if isinstance(tree, dict):
-        return {k: _without_plugins(v) for k, v in tree.items() if k != "plugins"}
-    return tree
-
-
 # --------------------------------------------------------------------------- importing
 
 

@@ -13,7 +13,9 @@ result uses (its dataset and model, a curriculum's scorer, a student's order, pa
 policy, loss and scorer, and the teacher's model where it reads a teacher), so an edited
 plugin retrains what it affects and nothing else; built-in components add nothing, so
 identities without plugins are those of earlier versions. A result whose identity differs
-only there is stale code, trained again (``stage.finished_result``), not a refusal.
+in a plugin's digest, and otherwise only in the digests of the teacher and curriculum it
+read (retrained for the same reason), is stale code: trained again (:func:`stale_code`),
+not refused as other settings.
 """
 
 from __future__ import annotations
@@ -36,6 +38,37 @@ def file_digest(path: Path) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def stale_code(old: Any, new: dict[str, Any]) -> bool:
+    """``old`` was made by an earlier version of a plugin, with the same settings as ``new``.
+
+    A plugin digest differs, and apart from the plugins only the digests of the inputs
+    (teacher weights, a student's curriculum) may differ: those stages were retrained for
+    the same edit. Any other difference is other settings (refused, naming the keys).
+    """
+    if not isinstance(old, dict) or old == new or _plugins_of(old) == _plugins_of(new):
+        return False
+    return _settings(old) == _settings(new)
+
+
+def _plugins_of(tree: Any) -> list[Any]:
+    """Every ``plugins`` digest table in an identity (nested ones too: a scorer's models)."""
+    if not isinstance(tree, dict):
+        return []
+    return [tree.get("plugins"), *(p for k, v in tree.items() if k != "plugins" for p in _plugins_of(v))]
+
+
+def _settings(tree: Any, top: bool = True) -> Any:
+    """An identity without its plugin digests and input digests."""
+    if not isinstance(tree, dict):
+        return tree
+    out = {}
+    for k, v in tree.items():
+        if k == "plugins" or (top and k == "teacher_weights") or (top and k == "curriculum" and not isinstance(v, dict)):
+            continue
+        out[k] = _settings(v, top=False)
+    return out
 
 
 def precision_of(autocast_dtype: Any) -> str:
@@ -147,6 +180,7 @@ def student_identity(
     used = [*_stage_components(cfg, "student"), ORDERS.get(variant.order), PACING.get(variant.pacing),
             POLICIES.get(variant.policy), LOSSES.get(variant.loss)]
     used += [SCORERS.get(variant.scorer)] if variant.scorer is not None else []
+    used += [SCORERS.get(cfg.curriculum.scorer)] if curriculum_digest is not None else []  # what ordered it
     used += _model_components(cfg, "teacher") if teacher_digest is not None else []  # its model gives the signal
     return _with_plugins({
         "role": "student",

@@ -26,12 +26,12 @@ from selective_kd.errors import UserError
 from selective_kd.experiments.identity import (
     file_digest,
     precision_of,
+    stale_code,
     teacher_identity,
 )
 from selective_kd.fileio import write_json
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model_from, build_recorded, load_pretrained, model_params
-from selective_kd.plugins import differs_only_in_plugins
 from selective_kd.watch import callbacks_for
 
 log = logging.getLogger("selective_kd")
@@ -97,7 +97,7 @@ def _drop_stale_code(files: StageFiles, identity: dict[str, Any]) -> None:
             return
     except UserError:
         return  # unreadable: the usual checks name the fix
-    if not differs_only_in_plugins(old, identity):
+    if not stale_code(old, identity):
         return
     before, now = old.get("plugins", {}), identity.get("plugins", {})
     changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k)) or ["a plugin"]
