@@ -255,3 +255,27 @@ def test_a_plugin_file_runs_in_run_and_grid_and_an_edit_retrains_only_what_it_af
     assert sorted(k for k in grid_before if grid_after[k] != grid_before[k]) == ["runs/digits/seed0/students/mine/model.pt"]
     new = sorted(set(grid_after) - set(grid_before))  # a teacher of another identity gets a folder of its own
     assert len(new) == 1 and new[0].startswith("shared/digits-") and new[0].endswith("/teacher/model.pt")
+
+
+@pytest.mark.slow
+def test_ray_tasks_import_a_module_plugin_from_where_the_driver_found_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ray = pytest.importorskip("ray")
+    import argparse
+
+    from selective_kd.experiments.grid import add_grid_parser, grid_command
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    (tmp_path / "lab").mkdir()
+    write(tmp_path / "lab" / "lab_pacing.py", PACING_PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path / "lab"))  # importable here only: the Ray workers are told where
+    parser = argparse.ArgumentParser(prog="selective-kd")
+    add_grid_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args([
+        "grid", "--out", str(tmp_path / "grid"), "--cpus-per-run", "1", "--gpus-per-run", "0", "seeds=1",
+        "variants=[paced]", "distill.custom_variants={paced: {order: random, pacing: halfway}}",
+        "student.width=0.0625", "student.epochs=1", "batch_size=128", "data.limit_train=200", "--ray"])
+    args.plugin = ["lab_pacing"]
+    assert grid_command(args) == 0
+    assert not ray.is_initialized()
+    result = json.loads((tmp_path / "grid/runs/digits/seed0/students/paced/result.json").read_text())
+    assert result["identity"]["variant"]["pacing"] == "halfway" and set(result["identity"]["plugins"]) == {"lab_pacing"}
