@@ -5,8 +5,10 @@
     selective-kd teacher | curriculum | assistant | student --variant kd-cl-sr | report RUN_DIR...
     selective-kd grid seeds=3 [--jobs N | --ray auto]    # datasets × variants × seeds, with statistics
     selective-kd bench [--json PATH]                     # images/s: reference loop vs the engine
+    selective-kd components [KIND...] [--plugin my_parts.py]   # every registered component
 
-Every stage takes ``--config``, ``--out`` and ``key=value`` overrides. Mistakes a user
+Every stage takes ``--config``, ``--out`` and ``key=value`` overrides, in any order, and
+every command ``--plugin MODULE_OR_FILE`` (see ``selective_kd.plugins``). Mistakes a user
 can fix end in one line ``error: ...`` and exit status 2; Ctrl-C ends with status 130
 and the same command resumes from the last finished epoch.
 """
@@ -39,6 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only results and errors")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.epochs=5 seed=1")
+    p.set_defaults(free_words="overrides")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +65,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders, or folders holding them (a grid, or a committed copy of its results)")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
+    p.set_defaults(free_words="runs")
+    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy and loss (plugins included)")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses)")
+    p.add_argument("--config", type=Path, default=None, help="also import the plugins this config names")
+    p.set_defaults(free_words="kinds")
     from selective_kd.bench import add_bench_parser
     from selective_kd.experiments.grid import add_grid_parser
 
     add_grid_parser(sub)
+    sub.choices["grid"].set_defaults(free_words="overrides")
     add_bench_parser(sub)
+    for command in sub.choices.values():  # every command: plugins register before anything is checked
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                             help="import this module or .py file first, so its components can be named "
+                                  "(repeatable; a config can list them under plugins:)")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options and ``key=value`` words in any order (argparse alone stops at the first option after them)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    free = getattr(args, "free_words", None)
+    unknown = [w for w in extra if w.startswith("-") or free is None]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        convert = Path if free == "runs" else str
+        setattr(args, free, [*getattr(args, free), *map(convert, extra)])
+    return args
 
 
 def _paths(cfg: Config, args: argparse.Namespace) -> RunPaths:
@@ -119,7 +146,20 @@ def dispatch(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 speaks
         args.quiet = True
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    _setup_logging(args.quiet)
+    _setup_logging(getattr(args, "quiet", False))
+    if args.command == "components":
+        from selective_kd.catalog import describe
+        from selective_kd.plugins import load
+
+        if args.config is not None:
+            read_config(args.config, plugins=args.plugin)
+        load(resolve_plugins(args.plugin))
+        print(describe(args.kinds), end="")
+        return 0
+    if args.command in ("report", "bench"):  # no config: --plugin alone decides
+        from selective_kd.plugins import load
+
+        load(resolve_plugins(args.plugin))
     if args.command == "grid":
         from selective_kd.experiments.grid import grid_command
 
@@ -142,7 +182,7 @@ def dispatch(args: argparse.Namespace) -> int:
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")
         return 0
 
-    loaded = read_config(args.config, args.overrides)
+    loaded = read_config(args.config, args.overrides, args.plugin)
     cfg = loaded.config
     paths = _paths(cfg, args)
     if args.command == "student":  # fail on a bad variant before loading anything
@@ -224,8 +264,15 @@ def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:
 _USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def resolve_plugins(names: list[str]) -> list[str]:
+    """``--plugin`` values: files relative to the current folder."""
+    from selective_kd.plugins import resolve
+
+    return [resolve(n, Path.cwd()) for n in names]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return dispatch(args)
     except UserError as exc:

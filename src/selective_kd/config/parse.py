@@ -171,8 +171,16 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`Config`."""
+def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                     plugins: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a plain mapping (plus ``key=value`` overrides and ``--plugin`` ones) into a :class:`Config`.
+
+    The plugins (``values``' own, then the overrides', then ``plugins``; files relative to
+    the current folder unless already absolute) are imported first: their components
+    exist by the time names are checked.
+    """
+    from selective_kd import plugins as plugin_loader  # a lower layer; lazy to keep config import light
+
     if "base" in values:
         raise UserError("config key 'base' is read only from config files (base: digits or base: other.yaml): pass the file with --config")
     tree = _merge(to_dict(Config()), values)
@@ -181,6 +189,9 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
         if path[0] == "base":
             raise UserError(f"override {text!r}: base is set in a config file (base: digits), not on the command line")
         _set_path(tree, path, value)
+    named = [*plugin_loader.load_from(tree.get("plugins", []), Path.cwd()), *(plugin_loader.resolve(p, Path.cwd()) for p in plugins)]
+    tree["plugins"] = list(dict.fromkeys(named))
+    plugin_loader.load(tree["plugins"])
     cfg = _build(Config, tree)
     check(cfg)
     return cfg
@@ -198,22 +209,25 @@ class LoadedConfig:
         return " on ".join(self.bases) if self.bases else "the plain defaults"
 
 
-def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                plugins: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
     """Read a YAML config and its ``base`` chain (the digits settings when ``path`` is None), apply overrides.
 
     ``base: digits`` starts a file from :data:`DIGITS_DEFAULTS`; ``base: other.yaml`` (relative
     to the file) from that file, itself resolved the same way. Without ``base`` a file starts
     from the plain dataclass defaults, so it never inherits settings it does not mention.
+    ``plugins`` (``--plugin``) are added to the file's own.
     """
     if path is None:
-        return LoadedConfig(config_from_dict(DIGITS_DEFAULTS, overrides), ("digits",))
+        return LoadedConfig(config_from_dict(DIGITS_DEFAULTS, overrides, plugins), ("digits",))
     values, bases = _file_values(Path(path), ())
-    return LoadedConfig(config_from_dict(values, overrides), bases)
+    return LoadedConfig(config_from_dict(values, overrides, plugins), bases)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                plugins: list[str] | tuple[str, ...] = ()) -> Config:
     """:func:`read_config` without the record of bases."""
-    return read_config(path, overrides).config
+    return read_config(path, overrides, plugins).config
 
 
 BUILTIN_BASES: dict[str, dict[str, Any]] = {"digits": DIGITS_DEFAULTS}
@@ -231,6 +245,10 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
         raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
     regular_file(path, "config file", "pass --config with a YAML file (see configs/)")  # a FIFO would block
     values = read_yaml_mapping(path)
+    if "plugins" in values:  # files relative to this config file, whichever config it is a base of
+        from selective_kd.plugins import load_from
+
+        values["plugins"] = load_from(values["plugins"], path.parent.resolve())
     if "base" not in values:
         return values, ()
     base = values.pop("base")
@@ -248,7 +266,10 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
             f"use base: {' or '.join(BUILTIN_BASES)}, or a path relative to {path.parent}"
         )
     base_values, chain = _file_values(base_path, (*seen, here))
-    return _merge(base_values, values), (str(base_path), *chain)
+    merged = _merge(base_values, values)
+    if "plugins" in base_values and "plugins" in values:  # a config adds plugins to its base's
+        merged["plugins"] = list(dict.fromkeys([*base_values["plugins"], *values["plugins"]]))
+    return merged, (str(base_path), *chain)
 
 
 def check(cfg: Config) -> None:

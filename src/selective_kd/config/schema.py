@@ -168,6 +168,9 @@ class Config:
     distill: DistillConfig = field(default_factory=DistillConfig)
     assistant: AssistantConfig | None = None  # TAKD: students distil from this assistant (None: from the teacher)
     grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
+    # modules or .py files that register components, imported before the rest is checked
+    # (selective_kd.plugins); a file is kept as an absolute path, so workers import it too
+    plugins: list[str] = field(default_factory=list)
 
     @property
     def teacher_seed(self) -> int:

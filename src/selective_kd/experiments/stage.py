@@ -26,6 +26,7 @@ from selective_kd.errors import UserError
 from selective_kd.experiments.identity import (
     file_digest,
     precision_of,
+    stale_code,
 )
 from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
@@ -70,6 +71,7 @@ def read_result(path: Path) -> dict[str, Any]:
 
 def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
     """The stage's result if it finished with these settings and its files are whole; error if other settings."""
+    _drop_stale_code(files, identity)
     if not files.result.exists():
         return None
     result = read_result(files.result)
@@ -80,6 +82,31 @@ def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, An
         files.result.unlink()
         return None
     return result
+
+
+def _drop_stale_code(files: StageFiles, identity: dict[str, Any]) -> None:
+    """A result (or resume point) of these settings made by an earlier version of a plugin: train again.
+
+    The settings are the same and the code is not, so the old result is stale rather than
+    another experiment to protect: it is removed, and the stage trains from the start.
+    """
+    try:
+        if files.result.exists():
+            old = read_result(files.result).get("identity")
+        elif files.last.exists():
+            state = load_checkpoint(files.last)
+            old = state.get("identity") if isinstance(state, dict) else None
+        else:
+            return
+    except UserError:
+        return  # unreadable: the usual checks name the fix
+    if not stale_code(old, identity):
+        return
+    before, now = old.get("plugins", {}), identity.get("plugins", {})
+    changed = sorted(k for k in {*before, *now} if before.get(k) != now.get(k)) or ["a plugin"]
+    log.warning("%s: %s changed since it was trained; training it again", files.dir, ", ".join(changed))
+    for path in (files.result, files.last, files.model, files.metrics):
+        path.unlink(missing_ok=True)
 
 
 def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:

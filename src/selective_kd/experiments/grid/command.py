@@ -41,7 +41,7 @@ def grid_command(args: argparse.Namespace) -> int:
     """Expand, run and report a grid; 0 when every run finished, else 1, or 2 when only refusals failed."""
     overrides, ray_address = _split_ray_address(list(args.overrides), args.ray)
     _check_flags(args)
-    spec = build_spec(args.config, overrides)
+    spec = build_spec(args.config, overrides, getattr(args, "plugin", []))
     out = Path(args.out) if args.out is not None else Path("runs") / f"grid-{spec.base.name}"
     refuse_file_as_folder(out)
     grid = expand(spec, out.resolve())

@@ -90,8 +90,18 @@ class Job:
         return [result] if result is not None else [self.paths.curriculum, self.paths.curriculum_meta]
 
     def request(self) -> str:
-        """A digest of what the job is asked to do: equal requests give equal results."""
-        asked = {"kind": self.kind, "variant": self.variant, "config": self.config, **({"keep": self.keep} if self.keep else {})}
+        """A digest of what the job is asked to do: equal requests give equal results.
+
+        It holds the digests of every plugin loaded here: an edited plugin makes each job
+        run again, and the stage decides (reused at once where none of its components changed).
+        """
+        from selective_kd.plugins import loaded
+
+        asked: dict[str, Any] = {"kind": self.kind, "variant": self.variant, "config": self.config,
+                                 **({"keep": self.keep} if self.keep else {})}
+        code = {p.spec: p.sha256 for p in loaded()}
+        if code:
+            asked["plugins"] = code
         return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 

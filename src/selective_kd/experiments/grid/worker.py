@@ -147,8 +147,13 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def ray_entry(job: dict[str, Any], threads: int) -> dict[str, Any]:
-    """The body of a Ray task: a job in the worker, its outcome as plain data."""
+def ray_entry(job: dict[str, Any], threads: int, import_roots: Sequence[str] = ()) -> dict[str, Any]:
+    """The body of a Ray task: a job in the worker, its outcome as plain data.
+
+    ``import_roots``: where the driver found its module plugins (file plugins travel in the
+    job's config as absolute paths); the config's plugins are imported when it is read.
+    """
+    sys.path[:0] = [p for p in import_roots if p not in sys.path]
     set_threads(threads)
     return asdict(run_logged(Job(**job)))
 
