@@ -144,6 +144,10 @@ class GridConfig:
 
     seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
     teacher_seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: one teacher (seed `seed`)
+    # true: teacher t's students use seeds s + t (s in `seeds`), so student initialisations and
+    # orders differ between teachers and a nested analysis samples both; false: every teacher's
+    # students use the same `seeds` (a full cross)
+    seeds_follow_teacher: bool = False
     datasets: list[str] | None = None  # None: `dataset`
 
 
