@@ -248,3 +248,15 @@ def test_damaged_curriculum_advice_works(tiny_run: Path, tmp_path: Path) -> None
     (out / "curriculum.csv").unlink()
     assert cli(*args).returncode == 0
     assert "nan" not in (out / "curriculum.csv").read_text()
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from selective_kd.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}" for name, p in sub.choices.items()
+               for action in p._actions if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []  # e.g. `report --quiet` had none
