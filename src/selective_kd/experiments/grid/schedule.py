@@ -61,7 +61,8 @@ def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_exec
     for kind in ("assistant", "curriculum", "teacher"):  # each may need the kinds after it
         for job in (j for j in grid.shared if j.kind == kind):
             if job.id not in needed:
-                records[job.id].status = "skipped" if is_current(job, ledger) else "unused"
+                if not _skip(job, records, ledger, say):
+                    records[job.id].status = "unused"
             elif not _skip(job, records, ledger, say):
                 needed.update(job.needs)
     for kind in ("teacher", "curriculum"):
