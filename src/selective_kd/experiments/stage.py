@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split
 from selective_kd.distributed import barrier
-from selective_kd.engine import Callback, CrossEntropyObjective, OrderPlan, Runtime, fit, mismatch_message
+from selective_kd.engine import Callback, CrossEntropyObjective, OrderPlan, Runtime, evaluate, fit, mismatch_message
 from selective_kd.errors import UserError
 from selective_kd.experiments.identity import (
     file_digest,
@@ -183,10 +184,14 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     role = "teacher" if stage is cfg.teacher else "student"  # the config section errors name
     model = build_model_from(stage, data.num_classes, data.in_channels, role)
     pretrained = getattr(stage, "pretrained", None)
-    if pretrained:
-        load_pretrained(model, pretrained)
+    whole = bool(pretrained) and load_pretrained(model, pretrained)
+    if stage.epochs == 0 and not whole:
+        raise UserError(f"{role}.epochs=0 uses {role}.pretrained as it is, but the classifier in {pretrained} does not fit "
+                        f"{data.num_classes} classes: set {role}.epochs to fine-tune it")
     model = runtime.prepare(model)
     train_d, val = train.to(runtime.device), data.val.to(runtime.device)
+    if stage.epochs == 0:  # teacher.pretrained as it is (e.g. a published CIFAR-100 teacher): evaluated, not trained
+        return _as_is(cfg, stage, model, val, data, files, identity, runtime, desc, role)
     n, bs = len(train_d), stage.batch_size or cfg.batch_size
     log.info("%s: training %s (width %g) on %d samples for %d epochs%s", desc, stage.arch, stage.width, n, stage.epochs,
              " from " + pretrained if pretrained else " from scratch")
@@ -199,3 +204,17 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
     return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
+
+
+def _as_is(cfg: Config, stage: StageConfig, model: nn.Module, val: Split, data: Dataset, files: StageFiles,
+           identity: dict[str, Any], runtime: Runtime, desc: str, role: str) -> dict[str, Any]:
+    """A stage of 0 epochs: the pretrained weights, evaluated once and kept unchanged."""
+    start = time.perf_counter()
+    val_acc, val_loss = evaluate(model, val, runtime, cfg.eval_batch_size)
+    record = {"epoch": 0, "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - start}
+    pretrained = getattr(stage, "pretrained", None)
+    result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history([record]), "epochs": 0,
+              "identity": identity}
+    log.info("%s: %s from %s used as it is: val_acc %.4f val_loss %.4f", desc, stage.arch, pretrained, val_acc, val_loss)
+    return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
+
