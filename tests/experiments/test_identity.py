@@ -59,6 +59,7 @@ def test_another_curriculum_file_is_not_passed_off_as_the_one_used(finished: Pat
     body[0][0], body[1][0] = body[1][0], body[0][0]  # swap the two easiest samples: another order
     body[0][1], body[1][1] = body[1][1], body[0][1]
     body[0][2], body[1][2] = body[1][2], body[0][2]
+    body[0][8], body[1][8] = body[1][8], body[0][8]  # true_label travels with its sample
     other = tmp_path / "other.csv"
     with open(other, "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows([header, *body])
