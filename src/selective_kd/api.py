@@ -176,7 +176,7 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
            identity: dict[str, Any], runtime: Runtime, make: Callable[[], tuple[EpochPlan, Objective, dict[str, Any]]],
            desc: str, quiet: bool, callbacks: Sequence[Callback]) -> History:
     """A finished stage's weights and history, or the stage trained (resumed) with ``engine.fit``."""
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         model.load_state_dict(load_checkpoint(files.model)["state_dict"])
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return History(read_jsonl(files.metrics), done, model, files.dir)
