@@ -32,6 +32,7 @@ from selective_kd.experiments.identity import (
 from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
 from selective_kd.reading import parse_json, read_text
+from selective_kd.runtime import runtime_changes, runtime_record
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model_from, build_recorded, load_pretrained, model_params
 from selective_kd.watch import callbacks_for
@@ -70,8 +71,12 @@ def read_result(path: Path) -> dict[str, Any]:
     return check_result(result, str(path), fix)
 
 
-def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """The stage's result if it finished with these settings and its files are whole; error if other settings."""
+def finished_result(files: StageFiles, identity: dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any] | None:
+    """The stage's result if it finished with these settings and its files are whole; error if other settings.
+
+    With ``runtime``, a result made under another thread count, device or torch is still
+    reused (its settings are the same), and the log says what differs.
+    """
     _drop_stale_code(files, identity)
     if not files.result.exists():
         return None
@@ -82,6 +87,8 @@ def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, An
         log.warning("%s: model.pt is missing or damaged; training this stage again", files.dir)
         files.result.unlink()
         return None
+    if runtime is not None and (changed := runtime_changes(result.get("runtime"), runtime_record(runtime))):
+        log.warning("%s: reusing a result made with %s: a run here would not reproduce it bit for bit", files.dir, changed)
     return result
 
 
@@ -113,7 +120,7 @@ def _drop_stale_code(files: StageFiles, identity: dict[str, Any]) -> None:
 def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     if runtime.dist.is_main:
         save_checkpoint(files.model, {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-        result = {**result, "model_sha256": file_digest(files.model)}
+        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime)}
         write_json(files.result, result)
         files.last.unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
     barrier()
@@ -177,7 +184,7 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     """Train a model of ``stage``'s architecture with cross-entropy on ``train`` (teacher, scorer models).
 
     ``watchers`` gives callbacks that see the model being trained (the teacher's kept epochs)."""
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return done
     torch.manual_seed(seed)
