@@ -132,6 +132,8 @@ def resolve_assistant(cfg: Config) -> AssistantConfig:
         raise ValueError("resolve_assistant: the config has no assistant")  # a caller's bug, not the user's
     if a.loss not in LOSSES:
         raise UserError(f"config key 'assistant.loss': unknown loss {a.loss!r}, choose one of {', '.join(LOSSES.names())}")
-    params = LOSSES.params(a.loss, a.loss_params, "assistant.loss_params")
+    from selective_kd.distill.distillation import loss_params
+
     temperature = a.temperature if a.temperature is not None else cfg.distill.temperature
+    params = loss_params(a.loss, a.loss_params, temperature, "assistant.loss_params")  # its τ, unless loss_params give one
     return dataclasses.replace(a, loss_params=params, temperature=temperature)

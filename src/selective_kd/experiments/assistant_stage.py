@@ -25,7 +25,6 @@ from selective_kd.config import Config, resolve_assistant
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset
 from selective_kd.data.augment import Views
-from selective_kd.distill.losses import LOSSES
 from selective_kd.distill.objective import DistillObjective
 from selective_kd.distill.policies import make_policy
 from selective_kd.engine import OrderPlan, Runtime, fit
@@ -74,7 +73,7 @@ def run_assistant(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime,
     signal = teacher_signal(source, data.student_train, assistant_views(cfg), data, runtime, mode, cfg.eval_batch_size, quiet)
     assert a.temperature is not None  # resolve_assistant fills it in
     objective = DistillObjective(signal, make_policy("constant", {"lam": a.lam}), a.temperature, a.label_smoothing,
-                                 LOSSES.get(a.loss).fn, dict(a.loss_params))
+                                 a.loss, dict(a.loss_params)).to(runtime.device)
     torch.manual_seed(seed)
     model = runtime.prepare(build_model_from(a, data.num_classes, data.in_channels, "assistant"))
     log.info("assistant: %s (width %g) distilled from the teacher (%s), λ %g, τ %g, for %d epochs", a.arch, a.width, mode,
