@@ -66,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
     p.set_defaults(free_words="runs")
-    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy and loss (plugins included)")
-    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses)")
+    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy, loss and temperature (plugins included)")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses, temperatures)")
     p.add_argument("--config", type=Path, default=None, help="also import the plugins this config names")
     p.set_defaults(free_words="kinds")
     from selective_kd.bench import add_bench_parser
