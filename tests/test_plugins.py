@@ -105,6 +105,10 @@ def test_plugin_mistakes_are_one_line_naming_the_plugin(tmp_path: Path) -> None:
             plugins.load([spec])
         assert message in str(exc.value) and "\n" not in str(exc.value)
     assert PACING.get("linear").origin is None  # the built-in one is untouched
+    plugins.load([str(write(tmp_path / "mine.py", PACING_PLUGIN))])
+    with pytest.raises(UserError, match=r"^plugin again.py: registers pacing function 'halfway', which already exists "
+                                        r"\(from plugin mine.py\): give it another name$"):
+        plugins.load([str(write(tmp_path / "again.py", PACING_PLUGIN))])
 
 
 def test_the_command_line_reports_a_bad_plugin_in_one_line(tmp_path: Path) -> None:
