@@ -195,11 +195,15 @@ def student_identity(
     from selective_kd.curriculum import ORDERS, PACING, SCORERS
     from selective_kd.distill.losses import LOSSES
     from selective_kd.distill.policies import POLICIES
+    from selective_kd.distill.temperature import TEMPERATURES
+    from selective_kd.models import MODELS
 
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
     source = {"assistant": to_dict(resolve_assistant(cfg))} if cfg.assistant is not None and teacher_digest else {}
     used = [*_stage_components(cfg, "student"), ORDERS.get(variant.order), PACING.get(variant.pacing),
-            POLICIES.get(variant.policy), LOSSES.get(variant.loss)]
+            POLICIES.get(variant.policy), LOSSES.get(variant.loss), TEMPERATURES.get(variant.temperature)]
+    if source and cfg.assistant is not None:  # it learns from the assistant: its model and the loss that distilled it
+        used += [MODELS.get(cfg.assistant.arch), LOSSES.get(cfg.assistant.loss)]
     used += [SCORERS.get(variant.scorer)] if variant.scorer is not None else []
     used += [SCORERS.get(cfg.curriculum.scorer)] if curriculum_digest is not None else []  # what ordered it
     used += _model_components(cfg, "teacher") if teacher_digest is not None else []  # its model gives the signal
@@ -218,6 +222,7 @@ def student_identity(
 def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precision: str) -> dict[str, Any]:
     """TAKD's assistant: the data, its whole section (loss parameters and temperature filled
     in), seed, batch size, precision, and the teacher weights and signal it distilled from."""
+    from selective_kd.distill.losses import LOSSES
     from selective_kd.models import MODELS
 
     a = resolve_assistant(cfg)
@@ -230,4 +235,4 @@ def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precisi
         "precision": precision,
         "teacher_signal": signal,
         "teacher_weights": teacher_digest,
-    }, [*_data_components(cfg), MODELS.get(a.arch), *_model_components(cfg, "teacher")])
+    }, [*_data_components(cfg), MODELS.get(a.arch), LOSSES.get(a.loss), *_model_components(cfg, "teacher")])
