@@ -117,7 +117,8 @@ def test_a_changed_setting_is_refused_naming_the_keys(small: dict[str, Any], tmp
     student(small, tmp_path)
     with pytest.raises(UserError, match=r"\(student\.lr differ\)"):
         student(small, tmp_path, lr=0.2)
-    with pytest.raises(UserError, match=r"\(distill\.temperature differ\)"):
+    # the variant's resolved loss parameters record the temperature its method used
+    with pytest.raises(UserError, match=r"\(distill\.temperature, variant\.loss_params\.temperature differ\)"):
         student(small, tmp_path, config={"distill": {"temperature": 2.0}})
     with pytest.raises(UserError, match=r"\(model\.architecture, model\.weights differ\)"):
         student(small, tmp_path, model=lambda: mlp(32))

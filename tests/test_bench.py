@@ -199,6 +199,9 @@ def test_compile_flag_takes_an_optional_torch_compile_mode() -> None:
         (["--batch-size", "1"], "--batch-size 1"),
         (["--steps", "0"], "--steps 0"),
         (["--images", "8", "--batch-size", "16"], "--images 8"),
+        (["--methods", "kd,kl"], "--methods: unknown loss 'kl' in 'kl', choose one of kd, mse, dkd"),
+        (["--methods", "dkd+fast"], "--methods: unknown modifier 'fast' in 'dkd\\+fast'"),
+        (["--methods", "mse+ctkd"], "--methods: ctkd learns a temperature and loss 'mse' has none"),
     ],
 )
 def test_bad_input_is_a_one_line_user_error(argv: list[str], message: str) -> None:
@@ -221,3 +224,31 @@ def test_an_output_under_a_file_is_refused_before_measuring(flag: str, tmp_path:
 def test_cuda_without_a_gpu_is_a_user_error() -> None:
     with pytest.raises(UserError, match="no GPU is visible"):
         bench_command(_args(["--device", "cuda"]))
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("one_thread")
+def test_methods_are_timed_one_by_one_with_their_own_objective(monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """--methods times the engine_cached step once per method, each step running that method."""
+    from selective_kd.distill import distillation
+
+    seen: list[tuple[str, bool, bool]] = []
+    real = distillation.method_term
+
+    def spy(name, student, teacher, labels, params, epoch=None):  # noqa: ANN001, ANN202
+        seen.append((name, bool(params.get("standardize")), isinstance(params.get("temperature"), torch.Tensor)))
+        return real(name, student, teacher, labels, params, epoch)
+
+    monkeypatch.setattr("selective_kd.distill.objective.method_term", spy)
+    methods = ["kd", "kd+standardize", "dkd", "dist", "wsld", "wttm", "kd+ctkd"]
+    assert bench_command(_args([*TINY, "--methods", ",".join(methods)])) == 0
+    printed = capsys.readouterr().out
+    assert "per method: engine_cached step" in printed
+    results = run_bench(_args([*TINY, "--methods", "dkd+ctkd,kd"]))
+    assert list(results["methods"]) == ["dkd+ctkd", "kd"]
+    assert all(math.isfinite(v) and v > 0 for v in results["methods"].values())
+    assert {("kd", True, False), ("dkd", False, False), ("dist", False, False), ("wsld", False, False),
+            ("wttm", False, False), ("kd", False, True), ("dkd", False, True)} <= set(seen)
+    for m in methods:
+        assert f"  {m} " in printed

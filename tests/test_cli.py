@@ -248,3 +248,48 @@ def test_damaged_curriculum_advice_works(tiny_run: Path, tmp_path: Path) -> None
     (out / "curriculum.csv").unlink()
     assert cli(*args).returncode == 0
     assert "nan" not in (out / "curriculum.csv").read_text()
+
+
+def test_options_and_overrides_in_any_order_for_every_command() -> None:
+    from selective_kd.cli import parse_args
+
+    cases = [
+        (["run", "dataset=arrays", "--out", "runs/x", "teacher.epochs=2"], "overrides", ["dataset=arrays", "teacher.epochs=2"]),
+        (["teacher", "seed=1", "--quiet", "--config", "c.yaml", "teacher.epochs=2"], "overrides", ["seed=1", "teacher.epochs=2"]),
+        (["curriculum", "seed=1", "--teacher", "t", "seed=2"], "overrides", ["seed=1", "seed=2"]),
+        (["student", "a=1", "--variant", "kd", "b=2", "--plugin", "p.py", "c=3"], "overrides", ["a=1", "b=2", "c=3"]),
+        (["grid", "seeds=2", "--jobs", "2", "variants=[kd]", "--quiet", "x=1"], "overrides", ["seeds=2", "variants=[kd]", "x=1"]),
+        (["report", "a", "--out", "o", "b"], "runs", [Path("a"), Path("b")]),
+        (["components", "pacing", "--plugin", "p.py", "losses"], "kinds", ["pacing", "losses"]),
+    ]
+    for argv, dest, words in cases:
+        assert getattr(parse_args(argv), dest) == words, argv
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["run", "seed=1", "--no-such-option"])
+    assert exc.value.code == 2
+
+
+def test_the_issues_command_with_an_option_between_overrides_runs(tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "mine.npz", x_train=rng.integers(0, 255, (120, 8, 8), dtype=np.uint8),
+             y_train=np.arange(120) % 3)
+    out = tmp_path / "x"
+    r = cli("teacher", "dataset=arrays", "--out", str(out), "teacher.epochs=1", f"data.root={tmp_path / 'mine.npz'}",
+            "--quiet", "teacher.arch=resnet18", "teacher.width=0.125", "batch_size=32")
+    assert r.returncode == 0, r.stderr
+    identity = json.loads((out / "teacher" / "result.json").read_text())["identity"]
+    assert identity["data"]["dataset"] == "arrays" and identity["teacher"]["epochs"] == 1
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from selective_kd.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}" for name, p in sub.choices.items()
+               for action in p._actions if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []  # e.g. `report --quiet` had none

@@ -38,8 +38,7 @@ from selective_kd.curriculum import SCORERS, Curriculum, read_curriculum, teache
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split, load_dataset
 from selective_kd.data.base import build_dataset
-from selective_kd.distill.losses import LOSSES
-from selective_kd.distill.objective import DistillObjective
+from selective_kd.distill.objective import variant_objective
 from selective_kd.distill.policies import make_policy
 from selective_kd.distill.teacher import CachedTeacher, OnlineTeacher, TeacherSignal, cache_key, compute_view_logits
 from selective_kd.distill.teacher import load_or_build_cache, tensor_digest
@@ -208,7 +207,7 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
            desc: str, quiet: bool, callbacks: Sequence[Callback]) -> History:
     """A finished stage's weights and history, or the stage trained (resumed) with ``engine.fit``."""
     _progress_lines(quiet)
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         model.load_state_dict(load_checkpoint(files.model)["state_dict"])
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return History(read_jsonl(files.metrics), done, model, files.dir)
@@ -344,9 +343,9 @@ def train_student(model: ModelLike, data: Data, *, variant: str, out: str | os.P
                            every=int(v.scorer_params.get("every", 0)), write_to=files.curriculum)
         objective: Objective = CrossEntropyObjective(scfg.label_smoothing)
         if teacher is not None and digest is not None:
-            objective = DistillObjective(_signal(cfg, teacher, digest, data, runtime, signal, paths.cache_dir, quiet),
-                                         make_policy(v.policy, v.policy_params, plan.source), cfg.distill.temperature,
-                                         scfg.label_smoothing, LOSSES.get(v.loss).fn, dict(v.loss_params))
+            objective = variant_objective(_signal(cfg, teacher, digest, data, runtime, signal, paths.cache_dir, quiet),
+                                          make_policy(v.policy, v.policy_params, plan.source), v,
+                                          cfg.distill.temperature, scfg.label_smoothing).to(runtime.device)
         return plan, objective, {"shift": plan.shift, "teacher_signal": signal}
 
     check_outputs(RunPaths.under(Path(out)).outputs([variant]))

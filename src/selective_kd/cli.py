@@ -2,11 +2,13 @@
 
     selective-kd run                          # the whole digits pipeline, nothing to download
     selective-kd run --config configs/paper/cifar10.yaml data.root=~/data
-    selective-kd teacher | curriculum | student --variant kd-cl-sr | report RUN_DIR...
+    selective-kd teacher | curriculum | assistant | student --variant kd-cl-sr | report RUN_DIR...
     selective-kd grid seeds=3 [--jobs N | --ray auto]    # datasets × variants × seeds, with statistics
     selective-kd bench [--json PATH]                     # images/s: reference loop vs the engine
+    selective-kd components [KIND...] [--plugin my_parts.py]   # every registered component
 
-Every stage takes ``--config``, ``--out`` and ``key=value`` overrides. Mistakes a user
+Every stage takes ``--config``, ``--out`` and ``key=value`` overrides, in any order, and
+every command ``--plugin MODULE_OR_FILE`` (see ``selective_kd.plugins``). Mistakes a user
 can fix end in one line ``error: ...`` and exit status 2; Ctrl-C ends with status 130
 and the same command resumes from the last finished epoch.
 """
@@ -39,6 +41,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="output folder (default: runs/<name>)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or log lines, only results and errors")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. student.epochs=5 seed=1")
+    p.set_defaults(free_words="overrides")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sub.add_parser("run", help="teacher, curriculum, all student variants, report"))
     _common(sub.add_parser("teacher", help="train the teacher (Table 1)"))
     p = sub.add_parser("curriculum", help="score the training set with the teacher and order it (Figure 1)")
+    _common(p)
+    p.add_argument("--teacher", type=Path, default=None, help="teacher folder or model.pt (default: OUT/teacher)")
+    p = sub.add_parser("assistant", help="distil the teacher assistant from the teacher (TAKD; needs an assistant: section)")
     _common(p)
     p.add_argument("--teacher", type=Path, default=None, help="teacher folder or model.pt (default: OUT/teacher)")
     p = sub.add_parser("student", help="train one student variant")
@@ -59,12 +65,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders, or folders holding them (a grid, or a committed copy of its results)")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
+    p.add_argument("--margin", type=float, default=None, metavar="PP",
+                   help="equivalence margin in accuracy points, declared in advance (e.g. 1): adds one Holm family per "
+                        "protocol with nested tests, TOST against ±PP and minimum detectable effects to results.md")
+    p.set_defaults(free_words="runs")
+    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy, loss and temperature (plugins included)")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses, temperatures)")
+    p.add_argument("--config", type=Path, default=None, help="also import the plugins this config names")
+    p.set_defaults(free_words="kinds")
     from selective_kd.bench import add_bench_parser
     from selective_kd.experiments.grid import add_grid_parser
 
     add_grid_parser(sub)
+    sub.choices["grid"].set_defaults(free_words="overrides")
     add_bench_parser(sub)
+    for command in sub.choices.values():  # every command: plugins register before anything is checked
+        command.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                             help="import this module or .py file first, so its components can be named "
+                                  "(repeatable; a config can list them under plugins:)")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options and ``key=value`` words in any order (argparse alone stops at the first option after them)."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    free = getattr(args, "free_words", None)
+    unknown = [w for w in extra if w.startswith("-") or free is None]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        convert = Path if free == "runs" else str
+        setattr(args, free, [*getattr(args, free), *map(convert, extra)])
+    return args
 
 
 def _paths(cfg: Config, args: argparse.Namespace) -> RunPaths:
@@ -116,7 +149,20 @@ def dispatch(args: argparse.Namespace) -> int:
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun only rank 0 speaks
         args.quiet = True
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
-    _setup_logging(args.quiet)
+    _setup_logging(getattr(args, "quiet", False))
+    if args.command == "components":
+        from selective_kd.catalog import describe
+        from selective_kd.plugins import load
+
+        if args.config is not None:
+            read_config(args.config, plugins=args.plugin)
+        load(resolve_plugins(args.plugin))
+        print(describe(args.kinds), end="")
+        return 0
+    if args.command in ("report", "bench"):  # no config: --plugin alone decides
+        from selective_kd.plugins import load
+
+        load(resolve_plugins(args.plugin))
     if args.command == "grid":
         from selective_kd.experiments.grid import grid_command
 
@@ -132,14 +178,17 @@ def dispatch(args: argparse.Namespace) -> int:
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
         refuse_file_as_folder(out)
         check_grid_complete(args.runs)
+        if args.margin is not None and not (0 < args.margin < 100):
+            raise UserError(f"--margin {args.margin:g}: give the equivalence margin in accuracy points, e.g. --margin 1")
         written: list[Path] = []
-        text = write_report(find_run_dirs(args.runs), out, written=written)
+        margin = None if args.margin is None else args.margin / 100
+        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin)
         print(text)
         figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")
         return 0
 
-    loaded = read_config(args.config, args.overrides)
+    loaded = read_config(args.config, args.overrides, args.plugin)
     cfg = loaded.config
     paths = _paths(cfg, args)
     if args.command == "student":  # fail on a bad variant before loading anything
@@ -207,6 +256,9 @@ def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:
     if args.command == "teacher":
         r = pipeline.run_teacher(cfg, paths, data, runtime, args.quiet)
         print(f"teacher: val_acc {100 * r['val_acc']:.2f}%  val_loss {r['val_loss']:.4f}  ({paths.teacher_dir})")
+    elif args.command == "assistant":
+        r = pipeline.run_assistant(cfg, paths, data, runtime, args.quiet)
+        print(f"assistant: val_acc {100 * r['val_acc']:.2f}%  val_loss {r['val_loss']:.4f}  ({paths.assistant.dir})")
     elif args.command == "curriculum":
         cur = pipeline.run_curriculum(cfg, paths, data, runtime, args.quiet)
         print(f"curriculum: {len(cur.scores)} samples, teacher correct on {100 * cur.scores.correct.double().mean().item():.2f}% ({paths.curriculum})")
@@ -218,8 +270,15 @@ def _run_stage(args: argparse.Namespace, cfg: Config, paths: RunPaths) -> None:
 _USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
+def resolve_plugins(names: list[str]) -> list[str]:
+    """``--plugin`` values: files relative to the current folder."""
+    from selective_kd.plugins import resolve
+
+    return [resolve(n, Path.cwd()) for n in names]
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
     try:
         return dispatch(args)
     except UserError as exc:

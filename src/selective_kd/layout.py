@@ -3,6 +3,8 @@
     <out>/config.yaml                    the resolved config
     <out>/teacher/                       a stage folder (see StageFiles)
     <out>/teacher/cache/                 teacher logits per (sample, view)
+    <out>/teacher/epoch-<k>.pt           the teacher after epoch k, kept for ESKD (distill.teacher_epoch)
+    <out>/assistant/                     TAKD's teacher assistant, a stage folder (with its own cache/)
     <out>/curriculum.csv, .json          the scored, ordered training set and what made it
     <out>/scorers/<name>/                models a scorer trains (cross-fit folds, ensemble members)
     <out>/students/<variant>/            a stage folder per student variant
@@ -60,6 +62,7 @@ def check_folder_name(name: object, key: str) -> None:
         shown = repr(name) if len(repr(name)) <= 60 else repr(name)[:57] + "..."
         raise UserError(f"config key {key!r}: {shown} is not a plain folder name (it {why}), and it names a folder: "
                         "use letters, digits, '-', '_' or '.'")
+ASSISTANT = "assistant"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,18 @@ class RunPaths:
     @property
     def cache_dir(self) -> Path:
         return self.teacher_dir / "cache"
+
+    def teacher_snapshot(self, epoch: int) -> Path:
+        """The teacher's weights after ``epoch`` (ESKD), a model.pt of their own."""
+        return self.teacher_dir / f"epoch-{epoch}.pt"
+
+    @property
+    def assistant(self) -> StageFiles:  # TAKD: always in the run folder (one per seed and setting)
+        return StageFiles(self.out / ASSISTANT)
+
+    @property
+    def assistant_cache_dir(self) -> Path:
+        return self.out / ASSISTANT / "cache"
 
     @property
     def curriculum_meta(self) -> Path:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Generic, TypeVar
 
 from selective_kd.errors import UserError
@@ -32,6 +32,22 @@ class Component(Generic[T]):
     params: Mapping[str, Any] = field(default_factory=dict)
     needs: frozenset[str] = frozenset()
     doc: str = ""
+    origin: str | None = None  # the plugin that registered it (selective_kd.plugins); None: built in
+
+
+class DuplicateName(ValueError):
+    """A name registered twice: a bug in our code, or a plugin reusing a name (see selective_kd.plugins)."""
+
+    def __init__(self, kind: str, name: str, origin: str | None) -> None:
+        self.kind, self.name, self.origin = kind, name, origin
+        where = f"plugin {origin}" if origin else "selective_kd"
+        super().__init__(f"{kind} {name!r} registered twice (it already exists, from {where})")
+
+
+#: The plugin whose import is under way (set by selective_kd.plugins): what it registers is its own.
+_loading: list[str] = []
+#: Every registry, so a plugin's components can be found (and forgotten when it is re-imported).
+ALL: list[Registry[Any]] = []
 
 
 class Registry(Generic[T]):
@@ -41,6 +57,7 @@ class Registry(Generic[T]):
         self.kind = kind  # what users call it, for messages
         self.key = key  # the config key that names one, for messages
         self._table: dict[str, Component[T]] = {}
+        ALL.append(self)
 
     def register(
         self, name: str, *, params: Mapping[str, Any] | None = None, needs: Iterable[str] = ()
@@ -49,15 +66,32 @@ class Registry(Generic[T]):
 
         def add(fn: T) -> T:
             if name in self._table:
-                raise ValueError(f"{self.kind} {name!r} registered twice")
+                raise DuplicateName(self.kind, name, self._table[name].origin)
             doc = (fn.__doc__ or "").strip().splitlines()
-            self._table[name] = Component(name, fn, dict(params or {}), frozenset(needs), doc[0] if doc else "")
+            # a plugin's own code, not ours that it happens to import first
+            ours = (getattr(fn, "__module__", "") or "").startswith("selective_kd.")
+            origin = _loading[-1] if _loading and not ours else None
+            self._table[name] = Component(name, fn, dict(params or {}), frozenset(needs), doc[0] if doc else "", origin)
             return fn
 
         return add
 
     def names(self) -> list[str]:
         return list(self._table)
+
+    def components(self) -> list[Component[T]]:
+        return list(self._table.values())
+
+    def claim(self, module: str, origin: str) -> None:
+        """Mark built-in-looking components defined in ``module`` (or under it) as ``origin``'s."""
+        for name, comp in list(self._table.items()):
+            where = getattr(comp.fn, "__module__", "") or ""
+            if comp.origin is None and (where == module or where.startswith(module + ".")):
+                self._table[name] = replace(comp, origin=origin)
+
+    def forget(self, origin: str) -> None:
+        """Drop what plugin ``origin`` registered (before it is imported again, edited)."""
+        self._table = {k: c for k, c in self._table.items() if c.origin != origin}
 
     def __contains__(self, name: object) -> bool:
         return name in self._table

@@ -34,7 +34,7 @@ def test_every_component_trains_a_student(tmp_path: Path) -> None:
     sched = [json.loads(line) for line in (out / "students/sched/metrics.jsonl").read_text().splitlines()]
     lam = sched[0]["lam_batches"] + sched[1]["lam_batches"]
     assert lam[0] == pytest.approx(0.1) and lam == sorted(lam) and lam[-1] < 0.9  # ramps with progress
-    assert set(LOSSES.names()) == {"kd", "mse"} and "schedule" in POLICIES.names()
+    assert set(LOSSES.names()) >= {"kd", "mse", "dkd", "dist", "wsld", "wttm"} and "schedule" in POLICIES.names()
 
 
 def test_unknown_components_and_parameters_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -44,7 +44,7 @@ def test_unknown_components_and_parameters_are_one_line_errors(tmp_path: Path, c
         ("distill.custom_variants={x: {pacing: linear, pacing_params: {a: 0}}}", "pacing_params.a': must be positive"),
         ("distill.custom_variants={x: {policy: selectiv}}", "unknown λ policy 'selectiv'"),
         ("distill.custom_variants={x: {policy: constant, policy_params: {lam: 1.5}}}", "λ must be in [0, 1]"),
-        ("distill.custom_variants={x: {loss: kl}}", "unknown loss 'kl', choose one of kd, mse"),
+        ("distill.custom_variants={x: {loss: kl}}", "unknown loss 'kl', choose one of kd, mse, dkd"),
         ("distill.custom_variants={x: {scorer: teacher}}", "a variant's scorer re-scores during training"),
         ("curriculum.scorer=snapshot", "name it in a variant"),
         ("curriculum.scorer=oracle", "unknown scorer 'oracle'"),

@@ -59,6 +59,8 @@ def test_another_curriculum_file_is_not_passed_off_as_the_one_used(finished: Pat
     body[0][0], body[1][0] = body[1][0], body[0][0]  # swap the two easiest samples: another order
     body[0][1], body[1][1] = body[1][1], body[0][1]
     body[0][2], body[1][2] = body[1][2], body[0][2]
+    for k in (header.index("noisy"), header.index("true_label")):  # the label's own columns move with it
+        body[0][k], body[1][k] = body[1][k], body[0][k]
     other = tmp_path / "other.csv"
     with open(other, "w", newline="") as fh:
         csv.writer(fh, lineterminator="\n").writerows([header, *body])

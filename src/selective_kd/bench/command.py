@@ -12,7 +12,7 @@ import torch
 
 from selective_kd.bench.common import FLIP, IMAGE_SHAPE, NUM_CLASSES, PADDING, SCORING_BATCH, device_name
 from selective_kd.bench.common import load_average, random_logit_table, synthetic_data
-from selective_kd.bench.engine_variants import engine_step
+from selective_kd.bench.engine_variants import engine_step, parse_method
 from selective_kd.bench.measure import (
     forward_flops, interleaved_rates, peak_flops, profile_steps, scoring_rate, student_step_flops,
 )
@@ -43,6 +43,9 @@ def add_bench_parser(sub: Any) -> None:
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="torch.compile the student in the engine variants; MODE: default, reduce-overhead (CUDA graphs), "
                         "max-autotune, max-autotune-no-cudagraphs")
+    p.add_argument("--methods", default=None, metavar="LIST",
+                   help="also time engine_cached once per distillation method, e.g. kd,kd+standardize,dkd,dist,wsld,wttm,kd+ctkd "
+                        "(a loss of distill.LOSSES, optionally +standardize and/or +ctkd)")
     p.add_argument("--quiet", action="store_true", help="print only the results table")
     p.add_argument("--profile", type=Path, default=None, metavar="PATH",
                    help="also profile 10 steps of engine_cached (torch.profiler) and write its operator table to PATH")
@@ -63,6 +66,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     runtime = _runtime_from(args)
     steps = args.steps if args.steps is not None else (50 if runtime.device.type == "cuda" else 10)
     _check(args, steps)
+    methods = _methods(args)
 
     def say(msg: str) -> None:
         if not args.quiet:
@@ -87,6 +91,13 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
     say("  engine_online: data on the device, vectorised views, OnlineTeacher")
     say(f"  engine_cached: CachedTeacher over a random {tuple(table.shape)} fp16 table")
     rates = interleaved_rates(variants, steps, args.warmup, runtime.device)
+    method_rates = None
+    if methods:
+        say(f"methods: engine_cached once per method, interleaved: {', '.join(methods)}")
+        del variants["reference"], variants["engine_online"]  # free their models before the next set
+        per_method = {m: engine_step(student, CachedTeacher(table), x_dev, y_dev, views, runtime, bs, m) for m in methods}
+        method_rates = interleaved_rates(per_method, steps, args.warmup, runtime.device)
+        del per_method
     profiled = None
     if args.profile is not None:
         say(f"profile: 10 steps of engine_cached -> {args.profile}")
@@ -131,6 +142,7 @@ def run_bench(args: argparse.Namespace) -> dict[str, Any]:
         # fp32 convolutions (the reference, scoring) run as TF32 on Ampere and later when this is on
         "tf32_convolutions": torch.backends.cudnn.allow_tf32 if runtime.device.type == "cuda" else None,
         "threads": torch.get_num_threads(),
+        "methods": method_rates,  # images/s of the engine_cached step per distillation method (--methods)
         "profile_top": profiled,  # engine_cached's operators by self device (CUDA) or CPU time, per step
         "load_average": [load_before, load_average()],  # 1-minute, before and after: was the machine shared?
     }
@@ -157,6 +169,16 @@ def _check(args: argparse.Namespace, steps: int) -> None:
     for flag, path in (("--json", args.json), ("--profile", args.profile)):
         if path is not None:  # refused now, not after minutes of measuring
             refuse_file_as_folder(path.parent, flag=f"{flag} {path}: the folder")
+
+
+def _methods(args: argparse.Namespace) -> list[str]:
+    """The ``--methods`` list, each checked now (not after minutes of measuring)."""
+    if not getattr(args, "methods", None):
+        return []
+    names = [m.strip() for m in args.methods.split(",") if m.strip()]
+    for m in names:
+        parse_method(m)
+    return list(dict.fromkeys(names))
 
 
 def main(argv: list[str] | None = None) -> int:

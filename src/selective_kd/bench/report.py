@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from selective_kd.bench.common import FLIP, NUM_CLASSES, PADDING
+from selective_kd.bench.common import FLIP, LAM, NUM_CLASSES, PADDING
 from selective_kd.data.augment import Views
 
 _ROWS = (("reference", "(a) reference"), ("engine_online", "(b) engine_online"),
@@ -52,6 +52,12 @@ def format_results(r: dict[str, Any]) -> str:
         f"engine_cached looks logits up in a random fp16 table of {r['images']}x{Views(PADDING, FLIP).count}x{NUM_CLASSES}"
         " (timing only; the cache's correctness is covered by the tests)",
     ]
+    methods = r.get("methods") or {}
+    if methods:
+        base = methods.get("kd")
+        lines += ["", f"per method: engine_cached step, λ {LAM}, timed interleaved{' (vs kd)' if base else ''}"]
+        for name, rate in methods.items():
+            lines.append(f"  {name:<24}{rate:>12.1f}{f'{rate / base:>14.2f}x' if base else ''}")
     before, after = r.get("load_average") or (None, None)
     if before is not None and after is not None:  # other processes on the machine slow every number down
         lines.append(f"load average (1 min) before / after: {before:.2f} / {after:.2f} on {os.cpu_count()} logical CPUs")

@@ -7,10 +7,11 @@ in: what a run's identity is built from.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from selective_kd.config.parse import _build
-from selective_kd.config.schema import Config, CurriculumConfig, DistillConfig, VariantConfig
+from selective_kd.config.schema import AssistantConfig, Config, CurriculumConfig, DistillConfig, VariantConfig
 from selective_kd.errors import UserError
 
 # --------------------------------------------------------------------------- components
@@ -34,7 +35,9 @@ def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
     from selective_kd.curriculum import ORDERS, PACING, SCORERS
     from selective_kd.curriculum.pacing import check_pacing_params
     from selective_kd.curriculum.scorers import check_scorer_params, is_dynamic
+    from selective_kd.distill.distillation import loss_params as resolve_loss_params
     from selective_kd.distill.losses import LOSSES
+    from selective_kd.distill.temperature import TEMPERATURES
     from selective_kd.distill.policies import POLICIES, lambda_params_in_range
 
     table = variant_table(dcfg)
@@ -54,7 +57,19 @@ def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
         raise UserError(f"config key '{where}.policy_params.{bad}': λ must be in [0, 1]")
     pacing_params = PACING.params(v.pacing, v.pacing_params, f"{where}.pacing_params")
     check_pacing_params(v.pacing, pacing_params, f"{where}.pacing_params")
-    loss_params = LOSSES.params(v.loss, v.loss_params, f"{where}.loss_params")
+    LOSSES.get(v.loss)
+    temperature_params = TEMPERATURES.params(v.temperature, v.temperature_params, f"{where}.temperature_params")
+    learned = v.temperature != "fixed"
+    if learned and "temperature" not in LOSSES.get(v.loss).params:
+        with_one = [n for n in LOSSES.names() if "temperature" in LOSSES.get(n).params]
+        raise UserError(f"config key '{where}.temperature': {v.temperature} learns the loss's temperature and loss "
+                        f"{v.loss!r} has none: use one of {', '.join(with_one)}, or temperature: fixed")
+    if learned and "temperature" in v.loss_params:
+        raise UserError(f"config key '{where}.loss_params.temperature': {v.temperature} learns the temperature; "
+                        "remove loss_params.temperature (or use temperature: fixed)")
+    loss_params = resolve_loss_params(v.loss, v.loss_params, None if learned else dcfg.temperature, f"{where}.loss_params")
+    if learned:
+        loss_params.pop("temperature", None)  # the identity records the learned temperature's parameters instead
     scorer_params: dict[str, Any] = {}
     if v.scorer is not None:
         if v.scorer not in SCORERS or not is_dynamic(v.scorer):
@@ -68,6 +83,7 @@ def resolve_variant(dcfg: DistillConfig, name: str) -> VariantConfig:
                             f"run's curriculum, which {v.scorer} would re-score: remove scorer, or use policy selective")
     return VariantConfig(order=v.order, pacing=v.pacing, pacing_params=pacing_params, policy=v.policy,
                          policy_params=policy_params, lam=None, loss=v.loss, loss_params=loss_params,
+                         temperature=v.temperature, temperature_params=temperature_params,
                          scorer=v.scorer, scorer_params=scorer_params)
 
 
@@ -103,3 +119,21 @@ def check_components(cfg: Config) -> None:
     for name in [*cfg.distill.variants, *cfg.distill.custom_variants]:  # unlisted ones too: they are in config.yaml
         resolve_variant(cfg.distill, name)
     resolve_curriculum(cfg)
+    if cfg.assistant is not None:
+        resolve_assistant(cfg)
+
+
+def resolve_assistant(cfg: Config) -> AssistantConfig:
+    """The assistant section with its loss checked, every parameter and the temperature filled in."""
+    from selective_kd.distill.losses import LOSSES
+
+    a = cfg.assistant
+    if a is None:
+        raise ValueError("resolve_assistant: the config has no assistant")  # a caller's bug, not the user's
+    if a.loss not in LOSSES:
+        raise UserError(f"config key 'assistant.loss': unknown loss {a.loss!r}, choose one of {', '.join(LOSSES.names())}")
+    from selective_kd.distill.distillation import loss_params
+
+    temperature = a.temperature if a.temperature is not None else cfg.distill.temperature
+    params = loss_params(a.loss, a.loss_params, temperature, "assistant.loss_params")  # its τ, unless loss_params give one
+    return dataclasses.replace(a, loss_params=params, temperature=temperature)

@@ -171,8 +171,16 @@ def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Validate a plain mapping (plus ``key=value`` overrides) into a :class:`Config`."""
+def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                     plugins: list[str] | tuple[str, ...] = ()) -> Config:
+    """Validate a plain mapping (plus ``key=value`` overrides and ``--plugin`` ones) into a :class:`Config`.
+
+    The plugins (``values``' own, then the overrides', then ``plugins``; files relative to
+    the current folder unless already absolute) are imported first: their components
+    exist by the time names are checked.
+    """
+    from selective_kd import plugins as plugin_loader  # a lower layer; lazy to keep config import light
+
     if "base" in values:
         raise UserError("config key 'base' is read only from config files (base: digits or base: other.yaml): pass the file with --config")
     tree = _merge(to_dict(Config()), values)
@@ -181,6 +189,9 @@ def config_from_dict(values: dict[str, Any], overrides: list[str] | tuple[str, .
         if path[0] == "base":
             raise UserError(f"override {text!r}: base is set in a config file (base: digits), not on the command line")
         _set_path(tree, path, value)
+    named = [*plugin_loader.load_from(tree.get("plugins", []), Path.cwd()), *(plugin_loader.resolve(p, Path.cwd()) for p in plugins)]
+    tree["plugins"] = list(dict.fromkeys(named))
+    plugin_loader.load(tree["plugins"])
     cfg = _build(Config, tree)
     check(cfg)
     return cfg
@@ -198,22 +209,25 @@ class LoadedConfig:
         return " on ".join(self.bases) if self.bases else "the plain defaults"
 
 
-def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
+def read_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                plugins: list[str] | tuple[str, ...] = ()) -> LoadedConfig:
     """Read a YAML config and its ``base`` chain (the digits settings when ``path`` is None), apply overrides.
 
     ``base: digits`` starts a file from :data:`DIGITS_DEFAULTS`; ``base: other.yaml`` (relative
     to the file) from that file, itself resolved the same way. Without ``base`` a file starts
     from the plain dataclass defaults, so it never inherits settings it does not mention.
+    ``plugins`` (``--plugin``) are added to the file's own.
     """
     if path is None:
-        return LoadedConfig(config_from_dict(DIGITS_DEFAULTS, overrides), ("digits",))
+        return LoadedConfig(config_from_dict(DIGITS_DEFAULTS, overrides, plugins), ("digits",))
     values, bases = _file_values(Path(path), ())
-    return LoadedConfig(config_from_dict(values, overrides), bases)
+    return LoadedConfig(config_from_dict(values, overrides, plugins), bases)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                plugins: list[str] | tuple[str, ...] = ()) -> Config:
     """:func:`read_config` without the record of bases."""
-    return read_config(path, overrides).config
+    return read_config(path, overrides, plugins).config
 
 
 BUILTIN_BASES: dict[str, dict[str, Any]] = {"digits": DIGITS_DEFAULTS}
@@ -231,6 +245,10 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
         raise UserError(f"config file {path} not found: pass --config with an existing YAML file (see configs/)")
     regular_file(path, "config file", "pass --config with a YAML file (see configs/)")  # a FIFO would block
     values = read_yaml_mapping(path)
+    if "plugins" in values:  # files relative to this config file, whichever config it is a base of
+        from selective_kd.plugins import load_from
+
+        values["plugins"] = load_from(values["plugins"], path.parent.resolve())
     if "base" not in values:
         return values, ()
     base = values.pop("base")
@@ -248,7 +266,10 @@ def _file_values(path: Path, seen: tuple[Path, ...]) -> tuple[dict[str, Any], tu
             f"use base: {' or '.join(BUILTIN_BASES)}, or a path relative to {path.parent}"
         )
     base_values, chain = _file_values(base_path, (*seen, here))
-    return _merge(base_values, values), (str(base_path), *chain)
+    merged = _merge(base_values, values)
+    if "plugins" in base_values and "plugins" in values:  # a config adds plugins to its base's
+        merged["plugins"] = list(dict.fromkeys([*base_values["plugins"], *values["plugins"]]))
+    return merged, (str(base_path), *chain)
 
 
 def check(cfg: Config) -> None:
@@ -261,9 +282,11 @@ def check(cfg: Config) -> None:
 
     need(cfg.batch_size >= 2, "config key 'batch_size': must be at least 2 (BatchNorm needs two samples)")
     need(cfg.eval_batch_size >= 1, "config key 'eval_batch_size': must be positive")
-    for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for stage_name, stage in _stages(cfg):
         model_params(stage, stage_name)  # the architecture exists and takes these parameters
-        need(stage.epochs >= 1, f"config key '{stage_name}.epochs': must be at least 1")
+        as_is = stage_name == "teacher" and cfg.teacher.pretrained is not None and stage.epochs == 0
+        need(stage.epochs >= 1 or as_is, f"config key '{stage_name}.epochs': must be at least 1"
+             + (" (0 uses teacher.pretrained as it is, when one is given)" if stage_name == "teacher" else ""))
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
         need(stage.width > 0, f"config key '{stage_name}.width': must be positive")
         need(0 <= stage.warmup_epochs < stage.epochs or stage.warmup_epochs == 0,
@@ -276,6 +299,7 @@ def check(cfg: Config) -> None:
     tf = cfg.data.teacher_fraction
     need(tf is None or 0 < tf < 1, "config key 'data.teacher_fraction': must be between 0 and 1 (e.g. 0.6 for the paper's 3:2 split)")
     need(cfg.distill.temperature > 0, "config key 'distill.temperature': must be positive")
+    _check_eskd_takd(cfg, need)
     from selective_kd.data.registry import check_data  # lazy: data/ never imports config at load
 
     check_data(cfg)  # the dataset's name and the data.* keys it reads
@@ -283,6 +307,26 @@ def check(cfg: Config) -> None:
     from selective_kd.config.components import check_components  # a peer that imports this module
 
     check_components(cfg)  # unknown names and parameters fail here, before any training
+
+
+def _stages(cfg: Config) -> list[tuple[str, Any]]:
+    """The config's training stages by section name: teacher, student and the assistant if any."""
+    return [("teacher", cfg.teacher), ("student", cfg.student), *([("assistant", cfg.assistant)] if cfg.assistant else [])]
+
+
+def _check_eskd_takd(cfg: Config, need: Callable[[bool, str], None]) -> None:
+    """An early-stopped teacher (ESKD) and a teacher assistant (TAKD): ranges, and not both at once."""
+    k, epochs = cfg.distill.teacher_epoch, cfg.teacher.epochs
+    need(k is None or 1 <= k <= epochs,
+         f"config key 'distill.teacher_epoch': must be between 1 and teacher.epochs ({epochs}), got {k}; "
+         "null distils from the final teacher")
+    a = cfg.assistant
+    if a is None:
+        return
+    need(k is None, "config keys 'distill.teacher_epoch' and 'assistant' cannot be combined: students distil from the "
+                    "assistant, not from an earlier teacher; set one of them to null")
+    need(0 < a.lam <= 1, f"config key 'assistant.lam': the assistant's weight on the teacher must be in (0, 1], got {a.lam}")
+    need(a.temperature is None or a.temperature > 0, "config key 'assistant.temperature': must be positive (null: distill.temperature)")
 
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
@@ -300,7 +344,7 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,
          f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
-    for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
+    for stage_name, stage in _stages(cfg):
         need(0 <= stage.momentum < 1, f"config key '{stage_name}.momentum': must be in [0, 1), got {stage.momentum}")
         need(stage.weight_decay >= 0, f"config key '{stage_name}.weight_decay': must be >= 0, got {stage.weight_decay}")
     for key, limit in (("data.limit_train", cfg.data.limit_train), ("data.limit_val", cfg.data.limit_val)):

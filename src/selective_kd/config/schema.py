@@ -76,11 +76,26 @@ class TeacherConfig(StageConfig):
 
 
 @dataclass
+class AssistantConfig(StageConfig):
+    """TAKD's teacher assistant (Mirzadeh et al., AAAI 2020): a model between teacher and
+    student in size, distilled from the teacher; the students then distil from it.
+
+    Its own architecture and recipe (the keys of ``student``), and how it distils from the
+    teacher: (1 − lam)·CE + lam·loss at ``temperature`` (None: ``distill.temperature``).
+    """
+
+    lam: float = 0.5
+    temperature: float | None = None
+    loss: str = "kd"  # a name in distill.LOSSES
+    loss_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class VariantConfig:
     """A student variant is data: an order, a pacing function, a λ policy and a loss.
 
     Each component is named from its registry (``curriculum.ORDERS``, ``curriculum.PACING``,
-    ``distill.POLICIES``, ``distill.LOSSES``, ``curriculum.SCORERS``) and takes its own
+    ``distill.POLICIES``, ``distill.LOSSES``, ``distill.TEMPERATURES``, ``curriculum.SCORERS``) and takes its own
     parameters; unknown names or parameters are errors, and all of it is part of the
     student's identity. ``scorer`` replaces the run's curriculum by a dynamic one
     (``snapshot``, ``loss``) that the student re-scores while it trains.
@@ -93,7 +108,9 @@ class VariantConfig:
     policy_params: dict[str, Any] = field(default_factory=dict)
     lam: float | None = None  # shorthand for policy_params.lam of the constant policy
     loss: str = "kd"
-    loss_params: dict[str, Any] = field(default_factory=dict)
+    loss_params: dict[str, Any] = field(default_factory=dict)  # temperature: distill.temperature unless given
+    temperature: str = "fixed"  # fixed (loss_params.temperature) | ctkd (learned; see distill.TEMPERATURES)
+    temperature_params: dict[str, Any] = field(default_factory=dict)
     scorer: str | None = None  # None: the run's curriculum (curriculum.scorer)
     scorer_params: dict[str, Any] = field(default_factory=dict)
 
@@ -111,6 +128,9 @@ class CurriculumConfig:
 class DistillConfig:
     temperature: float = 4.0
     shift: float | None = None  # the paper's s; None: chosen so the easiest curriculum batch gets λ=0
+    # ESKD (Cho & Hariharan, ICCV 2019): students distil from the teacher's weights after this
+    # epoch (1..teacher.epochs), kept by the teacher stage; None: the final teacher
+    teacher_epoch: int | None = None
     teacher_cache: Literal["auto", "on", "off"] = "auto"  # precomputed teacher logits for every view
     variants: list[str] = field(
         default_factory=lambda: ["unguided", "kd", "kd-cl", "kd-cl-inv", "kd-cl-sr", "kd-cl-inv-sr"]
@@ -124,6 +144,10 @@ class GridConfig:
 
     seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
     teacher_seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: one teacher (seed `seed`)
+    # true: teacher t's students use seeds s + t (s in `seeds`), so student initialisations and
+    # orders differ between teachers and a nested analysis samples both; false: every teacher's
+    # students use the same `seeds` (a full cross)
+    seeds_follow_teacher: bool = False
     datasets: list[str] | None = None  # None: `dataset`
 
 
@@ -137,6 +161,13 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
+    # oneDNN (mkldnn) CPU convolutions. Off by default: torch 2.13's oneDNN 3.12 writes out of bounds
+    # in the weight gradient of narrow strided 1x1 convolutions (see engine.resolve_runtime); true asks for it.
+    onednn: bool = False
+    # true: torch.use_deterministic_algorithms(True) and a fixed thread count (`threads`, default 1),
+    # so a run repeats bit for bit on any machine with the same CPU kind and torch (runtime.py)
+    deterministic: bool = False
+    threads: int | None = None  # torch threads on CPU; None: the cores this process may use (1 when deterministic)
     # true: torch.compile's default mode; a mode name picks it (reduce-overhead replays CUDA graphs:
     # one launch per step instead of hundreds, for small models that leave the GPU waiting on Python)
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
@@ -146,7 +177,11 @@ class Config:
     student: StageConfig = field(default_factory=StageConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    assistant: AssistantConfig | None = None  # TAKD: students distil from this assistant (None: from the teacher)
     grid: GridConfig = field(default_factory=GridConfig)  # used by `selective-kd grid` only
+    # modules or .py files that register components, imported before the rest is checked
+    # (selective_kd.plugins); a file is kept as an absolute path, so workers import it too
+    plugins: list[str] = field(default_factory=list)
 
     @property
     def teacher_seed(self) -> int:
@@ -159,9 +194,6 @@ class Config:
 # never inherits digits-specific settings it does not mention. A teacher clearly
 # larger than the student (5.3M vs 0.18M parameters), sized for ~2 minutes on 2 CPU cores.
 DIGITS_DEFAULTS: dict[str, Any] = {
-    # The layout the digits numbers were measured with (README); 8×8 digits never met the
-    # channels_last CPU crash of narrow ResNets on 28×28 inputs (see engine.resolve_runtime).
-    "channels_last": True,
     "teacher": {"arch": "resnet34", "width": 0.5, "epochs": 20, "batch_size": 128, "lr": 0.05,
                 "weight_decay": 5e-4, "schedule": "cosine"},
     "student": {"arch": "resnet18", "width": 0.125, "epochs": 30, "lr": 0.05,

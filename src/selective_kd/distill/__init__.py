@@ -1,7 +1,8 @@
-"""Distillation: the student loss (paper section 1), losses and λ policies by name, the teacher signal."""
+"""Distillation: the student loss (paper section 1), methods, temperatures and λ policies by name, the teacher signal."""
 
 from selective_kd.distill.loss import cross_entropy_term, kd_loss, kd_term, student_loss
-from selective_kd.distill.losses import LOSSES
+from selective_kd.distill.distillation import distillation_loss
+from selective_kd.distill.losses import LOSSES, standardize
 from selective_kd.distill.policies import (
     POLICIES,
     ConstantLambda,
@@ -13,6 +14,7 @@ from selective_kd.distill.policies import (
     make_policy,
     selective_reliance_lambda,
 )
+from selective_kd.distill.temperature import TEMPERATURES
 from selective_kd.distill.variants import PAPER_NAMES, VARIANTS
 
 __all__ = [
@@ -25,11 +27,14 @@ __all__ = [
     "PerSampleSelectiveReliance",
     "ScheduledLambda",
     "SelectiveReliance",
+    "TEMPERATURES",
     "cross_entropy_term",
     "default_shift",
+    "distillation_loss",
     "kd_loss",
     "kd_term",
     "make_policy",
     "selective_reliance_lambda",
+    "standardize",
     "student_loss",
 ]

@@ -33,7 +33,9 @@ class RayExecutor:
         self._pending: dict[Any, tuple[Job, float]] = {}
 
     def submit(self, job: Job) -> None:
-        self._pending[self._task.remote(asdict(job), self._threads)] = (job, time.perf_counter())
+        from selective_kd.plugins import import_roots
+
+        self._pending[self._task.remote(asdict(job), self._threads, import_roots())] = (job, time.perf_counter())
 
     def wait(self) -> list[tuple[Job, Outcome]]:
         ready, _ = self._ray.wait(list(self._pending), num_returns=1)

@@ -75,7 +75,10 @@ class SubprocessExecutor:
     def _env(self) -> dict[str, str]:
         import selective_kd
 
+        from selective_kd.plugins import import_roots
+
         src = str(Path(selective_kd.__file__).resolve().parents[1])  # importable even when not installed
+        src = os.pathsep.join([src, *import_roots()])  # and the module plugins, from where this process found them
         path = os.environ.get("PYTHONPATH")
         threads = str(self.threads)
         return {**os.environ, "PYTHONPATH": src + (os.pathsep + path if path else ""),

@@ -8,6 +8,8 @@ Three kinds, each the stage of ``selective-kd run`` it is named after:
 - **curriculum**, one per teacher folder × curriculum-affecting settings, in
   ``OUT/shared/<dataset>-<hash>/curriculum-<hash>/`` (a sweep of ``curriculum.*`` gets
   one curriculum each, scored by the one teacher);
+- **assistant** (TAKD, when the config has an ``assistant`` section), one per run folder,
+  in its ``assistant/``: distilled from the teacher, read by that folder's students;
 - **student**, one per dataset × sweep value × seed × variant, in the run folder
   ``OUT/runs/<dataset>[/<sweep tag>]/seed<k>/`` that the variants of a seed share.
 
@@ -17,6 +19,9 @@ from it too), and its students sit under it: ``OUT/runs/<dataset>[/<tag>]/teache
 Every job's config names its teacher's seed (``teacher.seed``), so a run folder's
 config.yaml says which teacher its students learned from; without the axis that is the
 base ``seed``, the one teacher every seed has always shared.
+
+A teacher job also keeps the epochs its students distil from (ESKD's
+``distill.teacher_epoch``; every value of a sweep, since it leaves the teacher as it is).
 
 A job lists the ids of the jobs whose files it reads (``needs``). Its *request* is a
 digest of everything it was asked to do (kind, variant, full config); the grid skips a
@@ -29,7 +34,7 @@ import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,12 +42,13 @@ from selective_kd.config import Config, VariantConfig, resolve_curriculum, to_di
 from selective_kd.curriculum import SCORERS
 from selective_kd.experiments.grid.spec import GridSpec, with_values
 from selective_kd.experiments.identity import curriculum_identity, teacher_identity
+from selective_kd.experiments.teacher_stage import kept_epochs
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher
 from selective_kd.layout import RunPaths
 
 # The grid folder's own layout (a run folder's is selective_kd.layout).
 SHARED, RUNS, LOGS = "shared", "runs", "logs"
-KINDS = ("teacher", "curriculum", "student")
+KINDS = ("teacher", "curriculum", "assistant", "student")
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Job:
     teacher_seed: int | None = None  # the teacher.seed of every job (set by expand)
     needs: list[str] = field(default_factory=list)  # ids of the jobs whose files it reads
     inputs: list[str] = field(default_factory=list)  # their records (teacher result, curriculum meta)
+    keep: list[int] = field(default_factory=list)  # teachers: the epochs whose weights students distil from (ESKD)
 
     @property
     def paths(self) -> RunPaths:
@@ -73,6 +80,8 @@ class Job:
         """The stage's result.json (None for a curriculum, which has its csv and meta)."""
         if self.kind == "teacher":
             return self.paths.teacher.result
+        if self.kind == "assistant":
+            return self.paths.assistant.result
         return self.paths.student(str(self.variant)).result if self.kind == "student" else None
 
     def outputs(self) -> list[Path]:
@@ -81,14 +90,24 @@ class Job:
         return [result] if result is not None else [self.paths.curriculum, self.paths.curriculum_meta]
 
     def request(self) -> str:
-        """A digest of what the job is asked to do: equal requests give equal results."""
-        asked = {"kind": self.kind, "variant": self.variant, "config": self.config}
+        """A digest of what the job is asked to do: equal requests give equal results.
+
+        It holds the digests of every plugin loaded here: an edited plugin makes each job
+        run again, and the stage decides (reused at once where none of its components changed).
+        """
+        from selective_kd.plugins import loaded
+
+        asked: dict[str, Any] = {"kind": self.kind, "variant": self.variant, "config": self.config,
+                                 **({"keep": self.keep} if self.keep else {})}
+        code = {p.spec: p.sha256 for p in loaded()}
+        if code:
+            asked["plugins"] = code
         return hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass
 class Grid:
-    shared: list[Job]  # teachers, then curricula
+    shared: list[Job]  # teachers, then curricula, then assistants
     students: list[Job]
     out: Path
 
@@ -102,7 +121,8 @@ class Grid:
         kinds = [j.kind for j in self.shared]
         return (f"grid: {len(self.students)} student runs ({count('dataset')} dataset(s) × {count('sweep')} setting(s) × "
                 f"{count('seed')} seed(s) × {count('variant')} variant(s)), {kinds.count('teacher')} shared teacher(s) "
-                f"and {kinds.count('curriculum')} curriculum(s), in {self.out}")
+                f"and {kinds.count('curriculum')} curriculum(s)"
+                f"{f', {n} assistant(s)' if (n := kinds.count('assistant')) else ''}, in {self.out}")
 
 
 def expand(spec: GridSpec, out: Path) -> Grid:
@@ -117,16 +137,25 @@ def expand(spec: GridSpec, out: Path) -> Grid:
         teacher, curriculum = _shared_jobs(cfg, variants, out, combo)
         for job in (teacher, curriculum):
             if job is not None:
-                shared.setdefault(job.id, job)
+                known = shared.setdefault(job.id, job)
+                if known.keep != job.keep:  # a sweep of distill.teacher_epoch: one teacher keeps them all
+                    shared[job.id] = replace(known, keep=sorted({*known.keep, *job.keep}))
         tag = _sweep_tag(combo, tags)
         level = f"teacher{t_seed}" if nested else ""
-        for seed in spec.seeds:
+        offset = t_seed if nested and spec.base.grid.seeds_follow_teacher else 0
+        for seed in (s + offset for s in spec.seeds):
             run_dir = out / RUNS / dataset
             for part in (tag, level, f"seed{seed}"):
                 run_dir = run_dir / part if part else run_dir
             seed_cfg = with_values(cfg, {"seed": seed})
+            signal = teacher
+            if teacher is not None and seed_cfg.assistant is not None and any(needs_teacher(v) for v in variants.values()):
+                a_id = "-".join(p for p in ("assistant", dataset, tag, f"seed{seed}") if p)
+                signal = _job(a_id, "assistant", seed_cfg, RunPaths.under(run_dir), teacher, None, out, combo, tag=tag,
+                              seed=seed, needs=[teacher.id], inputs=_records([teacher]))
+                shared[a_id] = signal
             for name, variant in variants.items():
-                read = [j for j, used in ((teacher, needs_teacher(variant)), (curriculum, needs_curriculum(variant)))
+                read = [j for j, used in ((signal, needs_teacher(variant)), (curriculum, needs_curriculum(variant)))
                         if j is not None and used]
                 job_id = "-".join(p for p in (dataset, tag, level, f"seed{seed}", name) if p)
                 students.append(_job(job_id, "student", seed_cfg, RunPaths.under(run_dir), teacher, curriculum, out, combo,
@@ -143,8 +172,10 @@ def _shared_jobs(cfg: Config, variants: dict[str, VariantConfig], out: Path,
     t_hash = _short_hash(teacher_identity(cfg, cfg.precision))
     folder = RunPaths.under(out / SHARED / f"{cfg.dataset}-{t_hash}")
     teacher = None
-    if scorer_needs_teacher or any(needs_teacher(v) for v in variants.values()):
-        teacher = _job(f"teacher-{cfg.dataset}-{t_hash}", "teacher", cfg, folder, None, None, out, combo)
+    distils = any(needs_teacher(v) for v in variants.values())
+    if scorer_needs_teacher or distils:
+        teacher = _job(f"teacher-{cfg.dataset}-{t_hash}", "teacher", cfg, folder, None, None, out, combo,
+                       keep=kept_epochs(cfg) if distils else [])
     curriculum = None
     if scoring:
         c_hash = _short_hash(curriculum_identity(cfg, None, cfg.precision))

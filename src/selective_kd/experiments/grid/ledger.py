@@ -25,7 +25,7 @@ from selective_kd.config import config_from_dict
 from selective_kd.engine import mismatch_message
 from selective_kd.errors import UserError
 from selective_kd.experiments.grid.jobs import Job
-from selective_kd.experiments.identity import file_digest, student_identity
+from selective_kd.experiments.identity import file_digest, stale_code, student_identity
 from selective_kd.experiments.variants import get_variant, needs_teacher
 
 Ledger = dict[str, dict[str, Any]]  # job id -> {"outputs": digest, "requests": [digests it satisfies]}
@@ -113,4 +113,6 @@ def refusal(job: Job) -> str | None:
         curriculum_digest=stored.get("curriculum"), signal=teacher_signal_mode(cfg) if needs_teacher(variant) else "none",
         precision=str(stored.get("precision")),
     )
-    return None if asked == stored else mismatch_message(result_file.parent, stored, asked)
+    if asked == stored or stale_code(stored, asked):  # an edited plugin: the stage trains it again
+        return None
+    return mismatch_message(result_file.parent, stored, asked)

@@ -1,6 +1,6 @@
 """The scheduler: what runs, in which order, and how often it is tried.
 
-Teachers first, then curricula, then students, each phase on its executor; a job whose
+Teachers first, then curricula, then assistants (TAKD), then students, each phase on its executor; a job whose
 teacher or curriculum failed is reported failed without being started, while the jobs
 that need neither still run. A job finished by an earlier call with the same request is
 skipped; a student whose folder holds a result of other settings is refused before
@@ -58,15 +58,18 @@ def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_exec
     (grid.out / LOGS).mkdir(parents=True, exist_ok=True)
     todo = [j for j in grid.students if not _skip(j, records, ledger, say) and not _refuse(j, records)]
     needed = {n for j in todo for n in j.needs}
-    for kind in ("curriculum", "teacher"):  # a curriculum that will be scored may need its teacher
+    for kind in ("assistant", "curriculum", "teacher"):  # each may need the kinds after it
         for job in (j for j in grid.shared if j.kind == kind):
             if job.id not in needed:
-                records[job.id].status = "skipped" if is_current(job, ledger) else "unused"
+                if not _skip(job, records, ledger, say):
+                    records[job.id].status = "unused"
             elif not _skip(job, records, ledger, say):
                 needed.update(job.needs)
     for kind in ("teacher", "curriculum"):
         ready = [j for j in grid.shared if j.kind == kind and records[j.id].status == "pending" and _inputs_ok(j, records)]
         run_jobs(ready, shared_executor, records, retries, say)
+    assistants = [j for j in grid.shared if j.kind == "assistant" and records[j.id].status == "pending" and _inputs_ok(j, records)]
+    run_jobs(assistants, student_executor, records, retries, say)  # one per run folder, sized like students
     run_jobs([j for j in todo if _inputs_ok(j, records)], student_executor, records, retries, say)
 
 

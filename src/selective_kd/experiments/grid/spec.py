@@ -36,7 +36,7 @@ class GridSpec:
     teacher_seeds: list[int] | None = None
 
 
-def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
+def build_spec(config: Path | None, overrides: Sequence[str], plugins: Sequence[str] = ()) -> GridSpec:
     """Split the overrides into axes, sweeps and settings; check them all before anything runs."""
     axes: dict[str, Any] = {}
     sweeps: dict[str, list[Any]] = {}
@@ -51,7 +51,7 @@ def build_spec(config: Path | None, overrides: Sequence[str]) -> GridSpec:
             sweeps[swept] = _sweep_values(swept, value)
         else:
             plain.append(text)
-    base = load_config(config, plain)
+    base = load_config(config, plain, list(plugins))
     variants = _names("variants", axes.get("variants", base.distill.variants))
     base = with_values(base, {"distill.variants": variants})
     return GridSpec(

@@ -57,7 +57,13 @@ def execute(job: Job) -> dict[str, Any]:
 def _teacher_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
     from selective_kd.experiments.pipeline import run_teacher
 
-    return run_teacher(cfg, paths, data, runtime, quiet=True)
+    return run_teacher(cfg, paths, data, runtime, quiet=True, keep=job.keep)
+
+
+def _assistant_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
+    from selective_kd.experiments.pipeline import run_assistant
+
+    return run_assistant(cfg, paths, data, runtime, quiet=True)
 
 
 def _curriculum_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: Any) -> dict[str, Any]:
@@ -76,6 +82,7 @@ def _student_stage(job: Job, cfg: Config, paths: RunPaths, data: Any, runtime: A
 STAGES: dict[str, Callable[[Job, Config, RunPaths, Any, Any], dict[str, Any]]] = {
     "teacher": _teacher_stage,
     "curriculum": _curriculum_stage,
+    "assistant": _assistant_stage,
     "student": _student_stage,
 }
 
@@ -140,8 +147,13 @@ def set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
-def ray_entry(job: dict[str, Any], threads: int) -> dict[str, Any]:
-    """The body of a Ray task: a job in the worker, its outcome as plain data."""
+def ray_entry(job: dict[str, Any], threads: int, import_roots: Sequence[str] = ()) -> dict[str, Any]:
+    """The body of a Ray task: a job in the worker, its outcome as plain data.
+
+    ``import_roots``: where the driver found its module plugins (file plugins travel in the
+    job's config as absolute paths); the config's plugins are imported when it is read.
+    """
+    sys.path[:0] = [p for p in import_roots if p not in sys.path]
     set_threads(threads)
     return asdict(run_logged(Job(**job)))
 
