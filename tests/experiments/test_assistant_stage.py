@@ -130,6 +130,15 @@ def test_another_assistant_recipe_is_another_student_and_the_same_teacher(takd: 
     assert same(weights(unguided), weights(takd / "students/unguided/model.pt"))
 
 
+def test_an_assistant_that_diverges_names_its_own_learning_rate(takd: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(takd / "teacher", out / "teacher")
+    assert main(args("assistant", out, "assistant.lr=1e30")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "lower the learning rate (assistant.lr)" in err, err
+
+
 def test_a_grid_trains_an_assistant_per_run_folder_before_its_students(tmp_path: Path) -> None:
     from conftest import TINY
 
