@@ -281,3 +281,15 @@ def test_the_issues_command_with_an_option_between_overrides_runs(tmp_path: Path
     assert r.returncode == 0, r.stderr
     identity = json.loads((out / "teacher" / "result.json").read_text())["identity"]
     assert identity["data"]["dataset"] == "arrays" and identity["teacher"]["epochs"] == 1
+
+
+def test_every_option_of_every_command_has_help_text() -> None:
+    import argparse
+
+    from selective_kd.cli import build_parser
+
+    parser = build_parser()
+    [sub] = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    missing = [f"{name} {'/'.join(action.option_strings) or action.dest}" for name, p in sub.choices.items()
+               for action in p._actions if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []  # e.g. `report --quiet` had none

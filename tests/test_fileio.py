@@ -133,3 +133,51 @@ def test_a_folder_that_is_or_sits_under_a_file_is_refused_and_nothing_is_created
         refuse_file_as_folder(tmp_path / "f" / "a" / "b", flag="--json x:")
     refuse_file_as_folder(tmp_path / "new" / "deeper")  # missing folders under a folder are fine: created later
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"] and (tmp_path / "f").read_text() == "keep me"
+
+
+def _torch_full_disk(fh: IO[bytes]) -> None:
+    """What torch.save does on a full disk: the OSError of its write, re-raised as torch's RuntimeError."""
+    try:
+        fh.write(b"PK\x03\x04 part of a zip")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    except OSError:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598") from None
+
+
+def test_full_disk_inside_torch_save_is_one_line_and_keeps_the_previous_file(tmp_path: Path) -> None:
+    path = torch_save(tmp_path / "last.pt", {"epoch": 1})
+    before = path.read_bytes()
+    with pytest.raises(UserError, match="cannot write .*last.pt: No space left on device .*disk full") as info:
+        atomic_write(path, _torch_full_disk)
+    assert "\n" not in str(info.value)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_torch_write_failure_without_its_os_error_is_still_one_line(tmp_path: Path) -> None:
+    def failed(fh: IO[bytes]) -> None:
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    with pytest.raises(UserError, match="cannot write .*model.pt: the write stopped short"):
+        atomic_write(tmp_path / "model.pt", failed)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/proc/mounts").exists(), reason="mounting a tmpfs needs root")
+def test_torch_save_on_a_really_full_file_system(tmp_path: Path) -> None:
+    import subprocess
+
+    import torch
+
+    disk = tmp_path / "tiny"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        path = torch_save(disk / "last.pt", {"epoch": 1})
+        before = path.read_bytes()
+        with pytest.raises(UserError, match="cannot write .*last.pt: No space left on device"):
+            torch_save(path, {"w": torch.zeros(100_000)})  # 400 kB into 128 kB
+        assert path.read_bytes() == before
+        assert sorted(p.name for p in disk.iterdir()) == ["last.pt"]
+    finally:
+        subprocess.run(["umount", str(disk)], check=False)

@@ -364,3 +364,23 @@ def test_torch_warnings_are_not_printed_above_our_error(tmp_path: Path) -> None:
         warnings.simplefilter("always")
         one_line(lambda: load_checkpoint(path), "cannot be read safely")
     assert not [w for w in seen if "pickle" in str(w.message)], [str(w.message) for w in seen]
+
+
+def test_a_written_file_that_is_a_link_is_replaced_not_followed(tmp_path: Path) -> None:
+    """model.pt or results.md as a link to someone else's file: the write replaces the link (atomic rename)."""
+    from selective_kd.fileio import write_text
+
+    victim = tmp_path / "someone-elses-file"
+    victim.write_text("precious")
+    link = tmp_path / "run" / "results.md"
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    write_text(link, "table")
+    assert victim.read_text() == "precious" and not link.is_symlink() and link.read_text() == "table"
+
+
+def test_a_shared_curriculum_that_is_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from selective_kd.experiments.identity import file_digest
+
+    path = _fifo(tmp_path / "curriculum.csv")
+    one_line(lambda: file_digest(path), str(path), "FIFO", fifo=path)

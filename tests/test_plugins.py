@@ -33,13 +33,12 @@ def halfway(progress: float, start: float) -> float:
 '''
 
 LOSS_PLUGIN = '''
-from selective_kd.distill.loss import cross_entropy_term
 from selective_kd.distill.losses import LOSSES
 
-@LOSSES.register("l1")
-def l1_terms(student, teacher, y, temperature, label_smoothing):
-    """Logits matched in L1."""
-    return cross_entropy_term(student, y, label_smoothing), (student - teacher.detach()).abs().mean(dim=1)
+@LOSSES.register("l1", params={"standardize": False})
+def l1_term(student, teacher, labels):
+    """Logits matched in L1, per sample (the teacher arrives detached)."""
+    return (student - teacher).abs().mean(dim=1)
 '''
 
 
@@ -169,7 +168,6 @@ from torch import nn
 from selective_kd.curriculum.pacing import PACING
 from selective_kd.curriculum.scorers import SCORERS, curriculum_from_scores
 from selective_kd.curriculum.scoring import scores_from_logits
-from selective_kd.distill.loss import cross_entropy_term
 from selective_kd.distill.losses import LOSSES
 from selective_kd.models import MODELS
 
@@ -194,8 +192,8 @@ def soft_teacher(ctx):
     return curriculum_from_scores(scores_from_logits(ctx.logits(ctx.kd_teacher()) / 3, ctx.y), ctx.stratify)
 
 
-# the loss contract of distill.LOSSES when this test was written: (L_ce, L_kd) per sample
-LOSSES.register("l1")(lambda s, t, y, temperature, label_smoothing: (cross_entropy_term(s, y, label_smoothing), (s - t.detach()).abs().mean(dim=1)))
+# a distillation term: L_method per sample from (student, teacher, labels); CE is the objective's
+LOSSES.register("l1", params={"standardize": False})(lambda s, t, y: (s - t).abs().mean(dim=1))
 '''
 
 CONFIG = """

@@ -207,7 +207,7 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
            desc: str, quiet: bool, callbacks: Sequence[Callback]) -> History:
     """A finished stage's weights and history, or the stage trained (resumed) with ``engine.fit``."""
     _progress_lines(quiet)
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         model.load_state_dict(load_checkpoint(files.model)["state_dict"])
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return History(read_jsonl(files.metrics), done, model, files.dir)

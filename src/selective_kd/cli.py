@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run folders, or folders holding them (a grid, or a committed copy of its results)")
     p.add_argument("--out", type=Path, default=None, help="where to write results.md/csv and figures (default: the folder if one, else runs/report)")
     p.add_argument("--quiet", action="store_true", help="no log lines; the student table, its warnings and where the files went are still printed")
+    p.add_argument("--margin", type=float, default=None, metavar="PP",
+                   help="equivalence margin in accuracy points, declared in advance (e.g. 1): adds one Holm family per "
+                        "protocol with nested tests, TOST against ±PP and minimum detectable effects to results.md")
     p.set_defaults(free_words="runs")
     p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy and loss (plugins included)")
     p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses)")
@@ -175,8 +178,11 @@ def dispatch(args: argparse.Namespace) -> int:
         out = args.out or (args.runs[0] if len(args.runs) == 1 else Path("runs/report"))
         refuse_file_as_folder(out)
         check_grid_complete(args.runs)
+        if args.margin is not None and not (0 < args.margin < 100):
+            raise UserError(f"--margin {args.margin:g}: give the equivalence margin in accuracy points, e.g. --margin 1")
         written: list[Path] = []
-        text = write_report(find_run_dirs(args.runs), out, written=written)
+        margin = None if args.margin is None else args.margin / 100
+        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin)
         print(text)
         figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")

@@ -26,70 +26,19 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from selective_kd.config import Config, StageConfig
+from selective_kd.config import StageConfig
 from selective_kd.checkpoint import RESUME_FIELDS, load_checkpoint, save_checkpoint
 from selective_kd.curriculum.ordering import epoch_generator
 from selective_kd.curriculum.pacing import split_batches
-from selective_kd.distributed import Dist, all_reduce_sum, init_from_env, local_slice, use_global_batchnorm
+from selective_kd.distributed import all_reduce_sum, local_slice, use_global_batchnorm
 from selective_kd.data.augment import Views
 from selective_kd.data.base import Split
 from selective_kd.errors import UserError
 from selective_kd.fileio import remove_stale_temps, write_jsonl
+# Runtime and resolve_runtime lived here before runtime.py; importers of the engine still find them.
+from selective_kd.runtime import Runtime, resolve_runtime, runtime_changes, runtime_record  # noqa: F401
 
 log = logging.getLogger("selective_kd")
-
-
-@dataclass(frozen=True)
-class Runtime:
-    """Where and how tensors compute: resolved once from the config."""
-
-    device: torch.device
-    autocast_dtype: torch.dtype | None  # bf16 on GPUs by default, None (fp32) on CPU
-    channels_last: bool
-    compile: bool | str  # False, True (torch.compile's default mode) or a torch.compile mode name
-    dist: Dist = Dist()  # this process's rank under torchrun; a single process by default
-
-    def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
-
-    def compiled(self, model: nn.Module) -> nn.Module:
-        """``model`` under ``torch.compile`` in the configured mode, or as it is when compile is off."""
-        if self.compile is False:
-            return model
-        mode = None if self.compile is True else self.compile
-        return torch.compile(model, mode=mode)  # type: ignore[return-value]
-
-    def prepare(self, model: nn.Module) -> nn.Module:
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-
-def resolve_runtime(cfg: Config) -> Runtime:
-    if cfg.device == "auto":
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    else:
-        try:
-            device = torch.device(cfg.device)
-        except RuntimeError:
-            raise UserError(f"config key 'device': {cfg.device!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError("config key 'device': cuda was asked for but no GPU is visible; use device=cpu or device=auto")
-    on_gpu = device.type == "cuda"
-    d = init_from_env(on_gpu)
-    if on_gpu and d.enabled:
-        device = torch.device("cuda", d.local_rank)
-        torch.cuda.set_device(device)
-    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
-    dtype = torch.bfloat16 if precision == "bf16" else None
-    if on_gpu and precision == "fp32":  # fp32 means fp32: cuDNN would run convolutions in TF32
-        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
-    # channels_last by default on GPUs (tensor cores). Not on CPUs: torch 2.13's CPU kernels
-    # corrupt the heap in the backward pass of narrow ResNets (4-8 base channels) on 28×28
-    # inputs with odd batch sizes in channels_last (a segfault every time at batch 25), though
-    # the layout was ~12% faster for a wide ResNet-152→ResNet-18 step. `channels_last: true`
-    # still asks for it.
-    channels_last = on_gpu if cfg.channels_last is None else cfg.channels_last
-    return Runtime(device, dtype, channels_last, cfg.compile, d)
 
 
 @dataclass(frozen=True)
@@ -254,11 +203,6 @@ def make_optimizer(model: nn.Module, stage: StageConfig, objective: object = Non
     )
 
 
-def runtime_record(runtime: Runtime) -> dict[str, Any]:
-    """How a run computes; precision is part of a run's identity, these may change on resume."""
-    return {"device": runtime.device.type, "channels_last": runtime.channels_last, "compile": runtime.compile}
-
-
 def fit(
     model: nn.Module,
     train: Split,
@@ -307,11 +251,12 @@ def fit(
                             f"delete it to start {desc} afresh") from None
         plan.load_state_dict(state.get("plan", {}))
         history, start = state["history"], state["epoch"]
-        before, now = state.get("runtime", {}), runtime_record(runtime)
-        changed = sorted(k for k in now if k in before and before[k] != now[k])
-        log.info("%s: resuming from epoch %d of %d%s", desc, start, stage.epochs,
-                 f" ({', '.join(f'{k} {before[k]} → {now[k]}' for k in changed)}: numbers will not be bit-identical "
-                 "to an uninterrupted run)" if changed else "")
+        changed = runtime_changes(state.get("runtime"), runtime_record(runtime))
+        if changed:
+            log.warning("%s: resuming from epoch %d of %d (%s since it was interrupted): numbers will not be "
+                        "bit-identical to an uninterrupted run", desc, start, stage.epochs, changed)
+        else:
+            log.info("%s: resuming from epoch %d of %d", desc, start, stage.epochs)
         if d.is_main:
             write_jsonl(out_dir / "metrics.jsonl", history)
     views = Views(stage.crop_padding, stage.flip) if stage.augment else None

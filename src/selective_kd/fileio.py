@@ -90,10 +90,30 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
             os.unlink(tmp)
         except FileNotFoundError:
             pass
-        if isinstance(exc, OSError) and (err := write_error(path, exc)) is not None:
+        if (err := _user_write_error(path, exc)) is not None:
             raise err from None
         raise
     return path
+
+
+# torch.save reports a failed write (a full disk under its zip writer) as a RuntimeError:
+# "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598", or "PytorchStreamWriter failed writing file".
+_TORCH_WRITE_FAILED = re.compile(r"inline_container\.cc|unexpected pos|PytorchStreamWriter failed writing")
+
+
+def _user_write_error(path: Path, exc: BaseException) -> UserError | None:
+    """The one-line error for ``exc`` or the OSError behind it (torch.save wraps ENOSPC in a RuntimeError)."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and (err := write_error(path, cause)) is not None:
+            return err
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(exc, RuntimeError) and _TORCH_WRITE_FAILED.search(str(exc)):  # the OSError was not kept
+        return UserError(f"cannot write {path}: the write stopped short (is the disk full?); free some space and run "
+                         f"the same command again (the previous {path.name}, if any, is unchanged)")
+    return None
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:

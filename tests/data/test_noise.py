@@ -121,3 +121,23 @@ def test_noise_is_part_of_every_identity_and_absent_noise_changes_none() -> None
         "data.label_noise={rate: 0.4, kind: asymmetric}")}
     assert len(idents) == 4 and str(data_identity(clean)) not in idents
     assert teacher_identity(clean, "fp32") != teacher_identity(load_config(None, ["data.label_noise={rate: 0.4}"]), "fp32")
+
+
+@pytest.mark.slow
+def test_a_noisy_run_writes_the_truth_into_its_curriculum_and_reports_the_auroc(tmp_path: Path) -> None:
+    import csv
+
+    from conftest import TINY
+
+    from selective_kd.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--quiet", "--out", str(out), *TINY, "data.limit_train=300",
+                 "data.label_noise={rate: 0.2, kind: asymmetric, seed: 1}", "distill.variants=[kd-cl]"]) == 0
+    rows = list(csv.DictReader(open(out / "curriculum.csv")))
+    flipped = [r for r in rows if r["noisy"] == "1"]
+    mapping = ASYMMETRIC_MAPS["digits"]
+    assert flipped and all(mapping[int(r["true_label"])] == int(r["label"]) for r in flipped)
+    assert all(r["true_label"] == r["label"] for r in rows if r["noisy"] == "0")
+    md = (out / "results.md").read_text()
+    assert "## Label noise" in md and f"| {len(rows)} | {len(flipped)} (" in md

@@ -146,9 +146,12 @@ def test_each_curriculum_setting_gets_its_own_curriculum_scored_by_the_one_teach
 
 
 @pytest.mark.slow
-def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_asked_again(tmp_path: Path) -> None:
+def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_asked_again(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "grid"
     assert grid(out, "seeds=2", "variants=[unguided,kd,kd-cl-sr]") == 0
+    printed = capsys.readouterr().out  # the report's terminal text (its warnings included: tests/report/test_tables.py)
+    assert "Student-KD-CL-SR" in printed and "figures: figure3_convergence.png, figure_lambda.png, figure1_curriculum.png" in printed
     found = results(out)
     assert sorted(map(str, found)) == sorted(f"runs/digits/seed{s}/students/{v}/result.json"
                                              for s in (0, 1) for v in ("unguided", "kd", "kd-cl-sr"))
@@ -170,9 +173,14 @@ def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_as
     models = sorted(out.glob("**/model.pt"))
     assert len(models) == 7
     stamps = {p: p.stat().st_mtime_ns for p in models}
-    assert grid(out, "seeds=2", "variants=[unguided,kd,kd-cl-sr]") == 0
+    capsys.readouterr()
+    assert grid_command(build_args("--out", str(out), "seeds=2", "variants=[unguided,kd,kd-cl-sr]", *TINY)) == 0
     s = summary(out)
     assert {(r["status"], r["attempts"]) for r in s["runs"] + s["shared"]} == {("skipped", 0)}
+    err = capsys.readouterr().err.splitlines()  # not quiet: a line per job, then the summary
+    assert sorted(line for line in err if line.startswith("[grid] skip")) == sorted(
+        f"[grid] skip   {r['id']} (finished earlier with these settings)" for r in s["runs"] + s["shared"])
+    assert err[-1] == "grid: 8 jobs: 0 trained, 8 skipped (finished earlier with these settings), 0 refused, 0 failed"
     assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("**/model.pt"))} == stamps
     # grid.json names folders relative to the grid folder, so a copy of it (a study folder) still finds them.
     assert {r["folder"] for r in s["runs"]} == {"runs/digits/seed0", "runs/digits/seed1"} and s["out"] == "."

@@ -113,3 +113,14 @@ def test_two_teachers_by_two_seeds_train_two_teachers_two_curricula_four_student
     s = summary(out)
     assert {(r["status"], r["attempts"]) for r in s["runs"] + s["shared"]} == {("skipped", 0)}
     assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("**/model.pt"))} == stamps
+
+
+def test_seeds_follow_teacher_gives_each_teacher_its_own_student_seeds(tmp_path: Path) -> None:
+    """grid.seeds_follow_teacher: one student seed per teacher (s + t), not the same seeds under every teacher."""
+    g = expand(build_spec(None, [*TINY, "seeds=[0]", "teacher_seeds=[3,5]", "variants=[unguided,kd]",
+                                 "grid.seeds_follow_teacher=true"]), tmp_path)
+    assert sorted((j.teacher_seed, j.seed) for j in g.students if j.variant == "kd") == [(3, 3), (5, 5)]
+    assert sorted(str(Path(j.out).relative_to(tmp_path)) for j in g.students if j.variant == "kd") == [
+        "runs/digits/teacher3/seed3", "runs/digits/teacher5/seed5"]
+    crossed = expand(build_spec(None, [*TINY, "seeds=[0]", "teacher_seeds=[3,5]", "variants=[kd]"]), tmp_path)
+    assert sorted((j.teacher_seed, j.seed) for j in crossed.students) == [(3, 0), (5, 0)]

@@ -117,8 +117,12 @@ def test_a_record_rebuilds_its_model_and_a_wrong_record_is_one_line(tiny_net: st
         build_recorded({**record, "arch_params": {"layers": 1}}, "teacher checkpoint m.pt")
     with pytest.raises(UserError, match=r"records architecture 'my-net', which is not registered here .*load the plugin"):
         build_recorded({**record, "arch": "my-net"}, "teacher checkpoint m.pt")
-    with pytest.raises(UserError, match=r"records num_classes/in_channels \('4', 2\)"):
+    with pytest.raises(UserError, match=r"records num_classes '4', in_channels 2, input_size 16: expected positive whole"):
         build_recorded({**record, "num_classes": "4"}, "teacher checkpoint m.pt")
+    with pytest.raises(UserError, match=r"input_size 'big'"):
+        build_recorded({**record, "input_size": "big"}, "teacher checkpoint m.pt")
+    with pytest.raises(UserError, match=r"records arch_params as list, not a mapping"):
+        build_recorded({**record, "arch_params": [1]}, "teacher checkpoint m.pt")
 
 
 def test_records_written_before_arch_params_rebuild_from_width_and_stem() -> None:

@@ -185,3 +185,44 @@ def test_lambda_legend_says_its_mean_is_the_drawn_epochs_not_the_tables() -> Non
 
     label = lambda_legend("kd-cl-sr", np.array([[0.0, 0.1, 0.2], [0.0, 0.1, 0.2]]))
     assert label == "Student-KD-CL-SR (n=2, this epoch's mean λ 0.100)"  # the table's mean λ covers all of training
+
+
+def nested_grid(root: Path, teachers: int = 3, seeds: int = 2) -> Path:
+    """Students nested in teachers: ``teacher_seed`` in every student's result.json (made-up accuracies)."""
+    for t in range(teachers):
+        for s in range(seeds):
+            accs = {"unguided": 0.80 + 0.01 * t + 0.003 * s, "kd": 0.81 + 0.01 * t + 0.001 * s,
+                    "kd-cl": 0.805 + 0.01 * t - 0.002 * s + 0.001 * t * s}
+            run = fake_run(root / "runs" / "digits" / f"teacher{t}" / f"seed{s}", seed=s, variants=tuple(accs),
+                           accs=accs, teacher=False)
+            for result in run.glob("students/*/result.json"):
+                data = json.loads(result.read_text())
+                result.write_text(json.dumps({**data, "teacher_seed": t}))
+    return root
+
+
+def test_report_margin_tests_students_nested_in_teachers_on_teacher_level_means(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from selective_kd.report.inference import analyse_protocol
+    from selective_kd.report.tables import collect_results
+
+    grid = nested_grid(tmp_path / "g")
+    assert main(["report", str(grid), "--out", str(tmp_path / "plain")]) == 0
+    md = (tmp_path / "plain" / "results.md").read_text()
+    assert "Students are nested in 3 teachers" in md and "## Statistics over seeds" not in md  # no pooling as seeds
+    assert main(["report", str(grid), "--out", str(tmp_path / "out"), "--margin", "1"]) == 0
+    md = (tmp_path / "out" / "results.md").read_text()
+    section = md.split("## One family per protocol: equivalence and power (val_acc)")[1]
+    students = [r for r in collect_results(find_run_dirs([grid])) if r["kind"] == "student"]
+    got = analyse_protocol(students, [("unguided", "kd"), ("kd-cl", "kd"), ("kd-cl", "unguided")], margin=0.01)
+    assert [(c.unit, c.n) for c in got] == [("teacher", 3)] * 3
+    # unguided − kd per teacher: (−0.01 + 0.002·s) averaged over s = 0, 1: −0.009 for every teacher (zero spread).
+    assert got[0].mean_diff == pytest.approx(-0.009) and got[0].sd == pytest.approx(0.0, abs=1e-12)
+    assert got[0].decision == "worse"
+    for c in got:
+        assert f"| {c.variant} − {c.reference} | teacher (3) | {100 * c.mean_diff:+.2f}" in section
+    assert "over all 3 comparisons of this protocol (one family)" in section and "±1.00 pp declared in advance" in section
+    capsys.readouterr()
+    assert main(["report", str(grid), "--out", str(tmp_path / "bad"), "--margin", "0"]) == 2
+    assert "--margin 0: give the equivalence margin in accuracy points" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

@@ -5,7 +5,9 @@ run from the repository root as STUDY.md tells the reader, must write ``results.
 ``results.csv`` identical to the committed ones (the figures are drawn too, but PNG bytes
 depend on the matplotlib build, so they are not compared). CI runs this as part of the
 test suite, on a clean clone: it is the check that the study can be regenerated from
-what the repository holds.
+what the repository holds. A folder whose tables were made with options (round 2's
+``--margin``, declared in its plan) records them in ``study/<p>/report-args``, one line,
+and is regenerated with them.
 
 A folder whose ``grid.json`` names finished runs whose ``result.json`` is not committed
 fails this test, unless it is listed in :data:`PENDING_RERUN`. That list holds exactly
@@ -20,6 +22,7 @@ arrive fails here until it is taken off the list.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -31,6 +34,7 @@ from selective_kd.report.runs import grid_run_results
 REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "study"
 TABLES = ("results.md", "results.csv")
+REPORT_ARGS = "report-args"  # the options the folder's tables were made with, e.g. "--margin 1"
 #: Round 1 (issue 17's first round): per-run results never committed; remove a name once its rerun is committed.
 PENDING_RERUN = frozenset({"digits-p1", "digits-p2", "digits-p3", "fashion-p1", "fashion-p2", "fashion-p3"})
 
@@ -40,9 +44,10 @@ def study_folders() -> list[str]:
 
 
 def regenerate(folder: Path, out: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """``report FOLDER --out OUT`` from ``cwd``; the tables that differ from the committed ones."""
+    """``report FOLDER --out OUT [report-args]`` from ``cwd``; the tables that differ from the committed ones."""
     monkeypatch.chdir(cwd)
-    assert main(["report", str(folder.relative_to(cwd)), "--out", str(out)]) == 0
+    args = shlex.split((folder / REPORT_ARGS).read_text(encoding="utf-8")) if (folder / REPORT_ARGS).is_file() else []
+    assert main(["report", str(folder.relative_to(cwd)), "--out", str(out), *args]) == 0
     return [name for name in TABLES if (out / name).read_bytes() != (folder / name).read_bytes()]
 
 
@@ -82,6 +87,11 @@ def test_the_check_finds_a_table_that_does_not_regenerate(tmp_path: Path, monkey
     assert regenerate(folder, tmp_path / "again", root, monkeypatch) == []
     (folder / "results.md").write_text((folder / "results.md").read_text().replace("89.00%", "89.01%"))
     assert regenerate(folder, tmp_path / "third", root, monkeypatch) == ["results.md"]
+    # A folder made with a declared margin is regenerated with it.
+    assert main(["report", "study/p1", "--margin", "1"]) == 0
+    (folder / REPORT_ARGS).write_text("--margin 1\n")
+    assert "equivalence and power" in (folder / "results.md").read_text()
+    assert regenerate(folder, tmp_path / "fourth", root, monkeypatch) == []
 
 
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")

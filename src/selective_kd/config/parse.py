@@ -284,7 +284,9 @@ def check(cfg: Config) -> None:
     need(cfg.eval_batch_size >= 1, "config key 'eval_batch_size': must be positive")
     for stage_name, stage in _stages(cfg):
         model_params(stage, stage_name)  # the architecture exists and takes these parameters
-        need(stage.epochs >= 1, f"config key '{stage_name}.epochs': must be at least 1")
+        as_is = stage_name == "teacher" and cfg.teacher.pretrained is not None and stage.epochs == 0
+        need(stage.epochs >= 1 or as_is, f"config key '{stage_name}.epochs': must be at least 1"
+             + (" (0 uses teacher.pretrained as it is, when one is given)" if stage_name == "teacher" else ""))
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
         need(stage.width > 0, f"config key '{stage_name}.width': must be positive")
         need(0 <= stage.warmup_epochs < stage.epochs or stage.warmup_epochs == 0,

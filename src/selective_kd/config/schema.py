@@ -144,6 +144,10 @@ class GridConfig:
 
     seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: 3
     teacher_seeds: int | list[int] | None = None  # a count from `seed`, or a list; None: one teacher (seed `seed`)
+    # true: teacher t's students use seeds s + t (s in `seeds`), so student initialisations and
+    # orders differ between teachers and a nested analysis samples both; false: every teacher's
+    # students use the same `seeds` (a full cross)
+    seeds_follow_teacher: bool = False
     datasets: list[str] | None = None  # None: `dataset`
 
 
@@ -157,6 +161,13 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
+    # oneDNN (mkldnn) CPU convolutions. Off by default: torch 2.13's oneDNN 3.12 writes out of bounds
+    # in the weight gradient of narrow strided 1x1 convolutions (see engine.resolve_runtime); true asks for it.
+    onednn: bool = False
+    # true: torch.use_deterministic_algorithms(True) and a fixed thread count (`threads`, default 1),
+    # so a run repeats bit for bit on any machine with the same CPU kind and torch (runtime.py)
+    deterministic: bool = False
+    threads: int | None = None  # torch threads on CPU; None: the cores this process may use (1 when deterministic)
     # true: torch.compile's default mode; a mode name picks it (reduce-overhead replays CUDA graphs:
     # one launch per step instead of hundreds, for small models that leave the GPU waiting on Python)
     compile: bool | Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = False
@@ -183,9 +194,6 @@ class Config:
 # never inherits digits-specific settings it does not mention. A teacher clearly
 # larger than the student (5.3M vs 0.18M parameters), sized for ~2 minutes on 2 CPU cores.
 DIGITS_DEFAULTS: dict[str, Any] = {
-    # The layout the digits numbers were measured with (README); 8×8 digits never met the
-    # channels_last CPU crash of narrow ResNets on 28×28 inputs (see engine.resolve_runtime).
-    "channels_last": True,
     "teacher": {"arch": "resnet34", "width": 0.5, "epochs": 20, "batch_size": 128, "lr": 0.05,
                 "weight_decay": 5e-4, "schedule": "cosine"},
     "student": {"arch": "resnet18", "width": 0.125, "epochs": 30, "lr": 0.05,

@@ -64,7 +64,7 @@ def run_assistant(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime,
     mode = assistant_signal_mode(cfg)
     identity = assistant_identity(cfg, teacher_digest=file_digest(paths.teacher.model), signal=mode, precision=precision(runtime))
     files = paths.assistant
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         log.info("assistant: already trained in %s (val_acc %.4f)", files.dir, done["val_acc"])
         return done
     train, val = data.student_train.to(runtime.device), data.val.to(runtime.device)

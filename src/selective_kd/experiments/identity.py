@@ -33,8 +33,11 @@ ROSTER_KEYS = ("variants", "custom_variants", "teacher_cache")
 
 
 def file_digest(path: Path) -> str:
+    """sha256 of a regular file (a FIFO or a folder is refused in one line, never waited on)."""
+    from selective_kd.reading import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path, "file", "replace it with the file a run wrote") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

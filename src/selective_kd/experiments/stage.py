@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from selective_kd.config import Config, StageConfig
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split
 from selective_kd.distributed import barrier
-from selective_kd.engine import Callback, CrossEntropyObjective, OrderPlan, Runtime, fit, mismatch_message
+from selective_kd.engine import Callback, CrossEntropyObjective, OrderPlan, Runtime, evaluate, fit, mismatch_message
 from selective_kd.errors import UserError
 from selective_kd.experiments.identity import (
     file_digest,
@@ -31,6 +32,7 @@ from selective_kd.experiments.identity import (
 from selective_kd.fields import check_result
 from selective_kd.fileio import write_json
 from selective_kd.reading import parse_json, read_text
+from selective_kd.runtime import runtime_changes, runtime_record
 from selective_kd.layout import RunPaths, StageFiles
 from selective_kd.models import build_model_from, build_recorded, load_pretrained, model_params
 from selective_kd.watch import callbacks_for
@@ -69,8 +71,12 @@ def read_result(path: Path) -> dict[str, Any]:
     return check_result(result, str(path), fix)
 
 
-def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, Any] | None:
-    """The stage's result if it finished with these settings and its files are whole; error if other settings."""
+def finished_result(files: StageFiles, identity: dict[str, Any], runtime: Runtime | None = None) -> dict[str, Any] | None:
+    """The stage's result if it finished with these settings and its files are whole; error if other settings.
+
+    With ``runtime``, a result made under another thread count, device or torch is still
+    reused (its settings are the same), and the log says what differs.
+    """
     _drop_stale_code(files, identity)
     if not files.result.exists():
         return None
@@ -81,6 +87,8 @@ def finished_result(files: StageFiles, identity: dict[str, Any]) -> dict[str, An
         log.warning("%s: model.pt is missing or damaged; training this stage again", files.dir)
         files.result.unlink()
         return None
+    if runtime is not None and (changed := runtime_changes(result.get("runtime"), runtime_record(runtime))):
+        log.warning("%s: reusing a result made with %s: a run here would not reproduce it bit for bit", files.dir, changed)
     return result
 
 
@@ -112,7 +120,7 @@ def _drop_stale_code(files: StageFiles, identity: dict[str, Any]) -> None:
 def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     if runtime.dist.is_main:
         save_checkpoint(files.model, {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-        result = {**result, "model_sha256": file_digest(files.model)}
+        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime)}
         write_json(files.result, result)
         files.last.unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
     barrier()
@@ -176,17 +184,21 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     """Train a model of ``stage``'s architecture with cross-entropy on ``train`` (teacher, scorer models).
 
     ``watchers`` gives callbacks that see the model being trained (the teacher's kept epochs)."""
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         log.info("%s: already trained in %s (val_acc %.4f)", desc, files.dir, done["val_acc"])
         return done
     torch.manual_seed(seed)
     role = "teacher" if stage is cfg.teacher else "student"  # the config section errors name
     model = build_model_from(stage, data.num_classes, data.in_channels, role)
     pretrained = getattr(stage, "pretrained", None)
-    if pretrained:
-        load_pretrained(model, pretrained)
+    whole = bool(pretrained) and load_pretrained(model, pretrained)
+    if stage.epochs == 0 and not whole:
+        raise UserError(f"{role}.epochs=0 uses {role}.pretrained as it is, but the classifier in {pretrained} does not fit "
+                        f"{data.num_classes} classes: set {role}.epochs to fine-tune it")
     model = runtime.prepare(model)
     train_d, val = train.to(runtime.device), data.val.to(runtime.device)
+    if stage.epochs == 0:  # teacher.pretrained as it is (e.g. a published CIFAR-100 teacher): evaluated, not trained
+        return _as_is(cfg, stage, model, val, data, files, identity, runtime, desc, role)
     n, bs = len(train_d), stage.batch_size or cfg.batch_size
     log.info("%s: training %s (width %g) on %d samples for %d epochs%s", desc, stage.arch, stage.width, n, stage.epochs,
              " from " + pretrained if pretrained else " from scratch")
@@ -199,3 +211,17 @@ def train_supervised(cfg: Config, stage: StageConfig, train: Split, data: Datase
     result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history(history), "identity": identity}
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
     return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
+
+
+def _as_is(cfg: Config, stage: StageConfig, model: nn.Module, val: Split, data: Dataset, files: StageFiles,
+           identity: dict[str, Any], runtime: Runtime, desc: str, role: str) -> dict[str, Any]:
+    """A stage of 0 epochs: the pretrained weights, evaluated once and kept unchanged."""
+    start = time.perf_counter()
+    val_acc, val_loss = evaluate(model, val, runtime, cfg.eval_batch_size)
+    record = {"epoch": 0, "val_acc": val_acc, "val_loss": val_loss, "seconds": time.perf_counter() - start}
+    pretrained = getattr(stage, "pretrained", None)
+    result = {"model": desc, "arch": stage.arch, "pretrained": pretrained, **summarize_history([record]), "epochs": 0,
+              "identity": identity}
+    log.info("%s: %s from %s used as it is: val_acc %.4f val_loss %.4f", desc, stage.arch, pretrained, val_acc, val_loss)
+    return finish_stage(files, model, _model_meta(stage, data, identity, role), result, runtime)
+

@@ -153,7 +153,7 @@ def run_student(
         signal=signal_name, precision=precision(runtime),
     )
     files = paths.student(variant)
-    if (done := finished_result(files, identity)) is not None:
+    if (done := finished_result(files, identity, runtime)) is not None:
         log.info("student %s: already trained (val_acc %.4f)", variant, done["val_acc"])
         return done
     train, val = data.student_train.to(runtime.device), data.val.to(runtime.device)

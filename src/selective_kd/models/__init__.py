@@ -12,7 +12,7 @@ declare ``width``/``stem`` refuses any value but their defaults. A finished stag
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from torch import Tensor, nn
 
@@ -128,6 +128,10 @@ def build_model_from(stage: ModelStage, num_classes: int, in_channels: int, wher
     return resize_inputs(model, getattr(stage, "input_size", None))
 
 
+def _positive_int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def build_recorded(record: Mapping[str, Any], where: str) -> nn.Module:
     """Rebuild the model a checkpoint's record describes (``arch``, ``arch_params``, ``num_classes``,
     ``in_channels``, ``input_size``); a record this installation cannot build is one line naming ``where``.
@@ -141,14 +145,15 @@ def build_recorded(record: Mapping[str, Any], where: str) -> nn.Module:
         raise UserError(f"{where} records architecture {arch!r}, which is not registered here "
                         f"(known: {', '.join(MODELS.names())}): load the plugin that defines it")
     if not isinstance(params, Mapping) or not all(isinstance(k, str) for k in params):
-        raise UserError(f"{where} records arch_params {params!r}, not a mapping of parameter: value")
-    sizes = (record.get("num_classes"), record.get("in_channels"))
-    if not all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in sizes):
-        raise UserError(f"{where} records num_classes/in_channels {sizes}, not two positive whole numbers")
+        raise UserError(f"{where} records arch_params as {type(params).__name__}, not a mapping of parameter: value")
+    num_classes, in_channels, size = record.get("num_classes"), record.get("in_channels"), record.get("input_size")
+    if not (_positive_int(num_classes) and _positive_int(in_channels) and (size is None or _positive_int(size))):
+        raise UserError(f"{where} records num_classes {num_classes!r}, in_channels {in_channels!r}, input_size {size!r}: "
+                        "expected positive whole numbers (input_size may be null)")
     try:
         stage_values = {k: params[k] for k in STAGE_KEYS if k in params}
         resolved = _resolve(arch, stage_values, {k: v for k, v in params.items() if k not in STAGE_KEYS}, None)
-        model = _build(arch, sizes[0], sizes[1], resolved)
+        model = _build(arch, num_classes, in_channels, resolved)
     except UserError as exc:
         raise UserError(f"{where} records a model this installation builds otherwise: {exc}") from None
-    return resize_inputs(model, record.get("input_size"))
+    return resize_inputs(model, size)

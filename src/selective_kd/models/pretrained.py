@@ -41,13 +41,14 @@ def _state_dict(obj: Any, path: Path) -> dict[str, Any]:
     return obj
 
 
-def load_pretrained(model: nn.Module, path: str | Path) -> None:
+def load_pretrained(model: nn.Module, path: str | Path) -> bool:
     """Load published weights into ``model``: every tensor must match by name and shape,
     except the classifier (``fc.*``), which is loaded only when it fits.
 
     The paper fine-tunes an ImageNet ResNet-152 on CIFAR (its ``fc`` is replaced for the
     dataset's classes); a CIFAR-100 teacher of the KD benchmarks keeps its own. A file of
     another architecture is a :class:`UserError` naming the keys that do not match.
+    Returns whether the classifier was loaded too (the model is then complete as it is).
     """
     import warnings
 
@@ -81,3 +82,4 @@ def load_pretrained(model: nn.Module, path: str | Path) -> None:
     if head_fits:
         theirs.update({k: state[k] for k in head})
     model.load_state_dict(theirs, strict=False)
+    return head_fits

@@ -89,10 +89,14 @@ def run_labels(runs: Sequence[Path]) -> dict[Path, str]:
 
 
 def _configurations_to_compare(rows: list[dict[str, Any]]) -> bool:
-    """True when two folders hold the same (dataset, model, seed): configurations, not seeds."""
+    """True when two folders hold the same (dataset, model, seed, teacher): configurations, not seeds.
+
+    Students of the same seed under different teachers (``teacher_seed``) are a nested
+    design, not two configurations.
+    """
     seen: dict[tuple[Any, ...], str] = {}
     for r in rows:
-        key = (r["dataset"], r["kind"], r["model"], r["seed"])
+        key = (r["dataset"], r["kind"], r["model"], r["seed"], r.get("teacher_seed"))
         if r["kind"] == "student" and seen.setdefault(key, r["run"]) != r["run"]:
             return True
     return False

@@ -12,7 +12,8 @@ from typing import Any
 
 from selective_kd.report.stats import SMALL_N, check_confidence
 
-__all__ = ["DASH", "comparisons_markdown", "fmt_p", "format_stats_markdown", "is_missing", "md_cell"]
+__all__ = ["DASH", "comparisons_markdown", "fmt_p", "format_stats_markdown", "is_missing", "md_cell",
+           "protocol_family_markdown"]
 
 DASH = "—"
 
@@ -216,3 +217,29 @@ def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float 
             f"better or worse when the difference is significant, else equivalent within the margin when TOST is, "
             f"else inconclusive.")
     return "\n".join([*lines, "", note]) + "\n"
+
+
+def protocol_family_markdown(students: Sequence[Mapping[str, Any]], *, margin: float, alpha: float = 0.05,
+                             baselines: Sequence[str] = ("kd", "unguided"),
+                             extra: Sequence[tuple[str, str]] = ()) -> str:
+    """Per dataset (one protocol each), every comparison it reports as one family: nested tests, TOST, MDE.
+
+    ``students`` are the report's student rows (``model``, ``seed``, ``val_acc``,
+    ``teacher_seed``); ``margin`` is a fraction of accuracy (0.01 for 1 pp), declared
+    before the results. Comparisons: each model against each baseline, then ``extra``
+    (the paper's claims), each test once.
+    """
+    from selective_kd.report.inference import analyse_protocol
+    from selective_kd.report.stats import protocol_comparisons
+
+    datasets = list(dict.fromkeys(r.get("dataset") for r in students))
+    out: list[str] = []
+    for ds in datasets:
+        part = [r for r in students if r.get("dataset") == ds]
+        models = list(dict.fromkeys(str(r["model"]) for r in part))
+        pairs = protocol_comparisons(models, baselines, extra)
+        if not pairs:
+            continue
+        body = comparisons_markdown(analyse_protocol(part, pairs, margin, alpha=alpha), margin=margin, alpha=alpha)
+        out += [*([f"### {md_cell(ds)}", ""] if len(datasets) > 1 else []), body.rstrip("\n"), ""]
+    return "\n".join(out).rstrip("\n") + "\n" if out else ""

@@ -23,7 +23,7 @@ from selective_kd.fileio import write_text
 from selective_kd.report.claims import PAPER_CLAIMS, any_tested, claims_markdown, evaluate_claims
 from selective_kd.report.runs import CSV_COLUMNS, collect_results, variant_rank
 from selective_kd.report.stats import protocol_comparisons, stats_table
-from selective_kd.report.stats_markdown import format_stats_markdown
+from selective_kd.report.stats_markdown import format_stats_markdown, protocol_family_markdown
 
 __all__ = ["LOW_LAMBDA", "SELECTIVE_POLICIES", "Tables", "collect_results", "low_lambda_note", "render_tables", "row_name"]
 
@@ -153,8 +153,14 @@ def _claims_section(students: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def results_markdown(rows: list[dict[str, Any]]) -> str:
-    """Tables 1 and 2 (Table 5 heading when the teacher/student split is used), statistics, claims."""
+def results_markdown(rows: list[dict[str, Any]], margin: float | None = None) -> str:
+    """Tables 1 and 2 (Table 5 heading when the teacher/student split is used), statistics, claims.
+
+    With ``margin`` (an accuracy fraction declared in advance, ``report --margin`` in pp)
+    a last section tests every comparison of each protocol as one Holm family, on
+    teacher-level means when students are nested in several teachers, with TOST against
+    ±margin and each comparison's minimum detectable effect (``report.inference``).
+    """
     teachers = [r for r in rows if r["kind"] == "teacher"]
     students = [r for r in rows if r["kind"] == "student"]
     split = any(r["teacher_fraction"] for r in rows)
@@ -163,7 +169,14 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
     if students:
         table, multi_seed = _student_table(students, compare, split)
         lines += table
-        if multi_seed and not compare:
+        teachers_per_dataset = {d: {r.get("teacher_seed") for r in students if r["dataset"] == d}
+                                for d in {r["dataset"] for r in students}}
+        nested = max(map(len, teachers_per_dataset.values())) > 1
+        if nested:  # the per-seed tests below pair seeds under one teacher: they would pool teachers as seeds
+            lines += [f"Students are nested in {max(map(len, teachers_per_dataset.values()))} teachers (`teacher_seed`): "
+                      "the per-seed statistics and claims, which assume one teacher, are left out; "
+                      "`selective-kd report --margin PP` tests every comparison on teacher-level means.", ""]
+        if multi_seed and not compare and not nested:
             for metric in ("val_acc", "val_loss"):
                 acc = metric == "val_acc"
                 stats = stats_table(students, metric=metric, bounds=(0.0, 1.0) if acc else None,
@@ -172,6 +185,10 @@ def results_markdown(rows: list[dict[str, Any]]) -> str:
                 body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
                 lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
+        if margin is not None and multi_seed and not compare:
+            body = protocol_family_markdown(students, margin=margin, extra=[(c.variant, c.reference) for c in PAPER_CLAIMS])
+            if body:
+                lines += ["## One family per protocol: equivalence and power (val_acc)", "", body.rstrip("\n"), ""]
     return "\n".join(lines)
 
 
@@ -211,10 +228,10 @@ def terminal_warnings(rows: list[dict[str, Any]]) -> list[str]:
     return [] if note is None else ["warning: " + note.replace("**", "").replace("`", "")]
 
 
-def render_tables(rows: list[dict[str, Any]]) -> Tables:
+def render_tables(rows: list[dict[str, Any]], margin: float | None = None) -> Tables:
     rows = _dedupe_teachers(rows)
     text = "\n".join([student_table_text(rows), *terminal_warnings(rows)])
-    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows) + "\n", text)
+    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows, margin) + "\n", text)
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path) -> str:

@@ -8,7 +8,10 @@
 Three keys are axes instead of settings: ``seeds`` (a count from ``cfg.seed`` up, or a
 list), ``datasets`` and ``variants``; ``sweep.<key>=[a,b]`` sweeps any other config key.
 The base gets ``distill.variants`` = the variants axis, so every run sees the same variant
-set (it decides, e.g., whether the teacher cache pays off).
+set (it decides, e.g., whether the teacher cache pays off). A fourth, ``teacher_seeds`` (a
+count or a list), trains one teacher (and curriculum) per seed, with the students of each
+in ``OUT/runs/<dataset>[/<tag>]/teacher<t>/seed<k>/``: teacher-to-teacher variation then
+enters the statistics instead of being held fixed.
 
 *Jobs* (``jobs``). Plain data, so a job runs the same in this process, a child process or
 a Ray worker (``worker``): one teacher per dataset × teacher-affecting setting and one

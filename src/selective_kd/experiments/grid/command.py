@@ -34,7 +34,8 @@ def add_grid_parser(sub: Any) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress lines, only results and errors")
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, plus the axes seeds=3 | seeds=[0,4,7], datasets=[digits,cifar10], "
-                        "variants=[kd,kd-cl], and sweeps such as sweep.distill.temperature=[2,4]")
+                        "variants=[kd,kd-cl], teacher_seeds=[0,1,2] (a teacher and curriculum each, students "
+                        "nested under them), and sweeps such as sweep.distill.temperature=[2,4]")
 
 
 def grid_command(args: argparse.Namespace) -> int:

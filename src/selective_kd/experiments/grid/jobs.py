@@ -142,7 +142,8 @@ def expand(spec: GridSpec, out: Path) -> Grid:
                     shared[job.id] = replace(known, keep=sorted({*known.keep, *job.keep}))
         tag = _sweep_tag(combo, tags)
         level = f"teacher{t_seed}" if nested else ""
-        for seed in spec.seeds:
+        offset = t_seed if nested and spec.base.grid.seeds_follow_teacher else 0
+        for seed in (s + offset for s in spec.seeds):
             run_dir = out / RUNS / dataset
             for part in (tag, level, f"seed{seed}"):
                 run_dir = run_dir / part if part else run_dir

@@ -17,13 +17,13 @@ is still checked by the stage.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from selective_kd.config import config_from_dict
 from selective_kd.engine import mismatch_message
+from selective_kd.errors import UserError
 from selective_kd.experiments.grid.jobs import Job
 from selective_kd.experiments.identity import file_digest, stale_code, student_identity
 from selective_kd.experiments.variants import get_variant, needs_teacher
@@ -35,9 +35,11 @@ MAX_REQUESTS = 16  # requests remembered per job
 
 def read_ledger(grid_file: Path) -> Ledger:
     """The ledger of an earlier call; empty when there is none or it cannot be read (then every job runs)."""
+    from selective_kd.reading import read_json
+
     try:
-        data = json.loads(grid_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = read_json(grid_file, "grid record")  # a FIFO or a folder is not waited on
+    except UserError:
         return {}
     finished = data.get(FINISHED) if isinstance(data, dict) else None
     if not isinstance(finished, dict):
@@ -94,9 +96,11 @@ def refusal(job: Job) -> str | None:
     result_file = job.result_file()
     if job.kind != "student" or result_file is None or not result_file.is_file():
         return None
+    from selective_kd.reading import read_json
+
     try:
-        stored = json.loads(result_file.read_text(encoding="utf-8")).get("identity")
-    except (OSError, ValueError, AttributeError):
+        stored = read_json(result_file, "result").get("identity")
+    except (UserError, AttributeError):
         return None
     if not isinstance(stored, dict):
         return None

@@ -73,7 +73,7 @@ def finish(grid: Grid, records: dict[str, Record], out: Path, grid_file: Path) -
     table = write_results(grid, records, out, written)
     if table is not None:
         print(table)
-        figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
+        figures = ", ".join(os.path.relpath(p, out) for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
         print(f"\nwritten: {out / RESULTS_MD}, {out / RESULTS_CSV}, {grid_file}; figures: {figures}; logs in {out / LOGS}")
     else:  # a results.md already there is an earlier call's: say so rather than let it pass for this one
         held = any(records[j.id].status in FINISHED_STATES for j in grid.students)

@@ -11,7 +11,6 @@ fails the same way every time and is not retried.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections import deque
@@ -19,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from selective_kd.errors import UserError
 from selective_kd.experiments.grid.executors import Executor
 from selective_kd.experiments.grid.jobs import LOGS, Grid, Job
 from selective_kd.experiments.grid.ledger import Ledger, is_current, refusal
@@ -61,7 +61,8 @@ def run_grid(grid: Grid, records: dict[str, Record], ledger: Ledger, shared_exec
     for kind in ("assistant", "curriculum", "teacher"):  # each may need the kinds after it
         for job in (j for j in grid.shared if j.kind == kind):
             if job.id not in needed:
-                records[job.id].status = "skipped" if is_current(job, ledger) else "unused"
+                if not _skip(job, records, ledger, say):
+                    records[job.id].status = "unused"
             elif not _skip(job, records, ledger, say):
                 needed.update(job.needs)
     for kind in ("teacher", "curriculum"):
@@ -144,7 +145,9 @@ def _settle(job: Job, outcome: Outcome, record: Record, retries: int, say: Say) 
 
 def _metric(job: Job) -> str:
     result = job.result_file()
+    from selective_kd.reading import read_json
+
     try:
-        return f", val_acc {100 * json.loads(result.read_text())['val_acc']:.2f}%" if result is not None else ""
-    except (OSError, ValueError, KeyError, TypeError):
+        return f", val_acc {100 * read_json(result, 'result')['val_acc']:.2f}%" if result is not None else ""
+    except (UserError, ValueError, KeyError, TypeError):
         return ""

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Round 2 of the study, in the order study/PLAN-r2.md registers. Resumable: run it again after an
+# interruption and every finished job is skipped. One stage per call:
+#   bash scripts/study-r2.sh sizing      # validation only; then write best-cl / best-cl-sr into configs/study/r2/base.yaml
+#   bash scripts/study-r2.sh tier-a      # P3, four regimes, teachers 0-11 in blocks of 4
+#   bash scripts/study-r2.sh tier-b      # the other variants, P3 and P1, teachers 0-3
+#   bash scripts/study-r2.sh report      # every table and figure of round 2 from the result files
+# JOBS (default 2) grid jobs run at once; the grid gives each its share of the cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SKD="${SKD:-.venv/bin/selective-kd}"
+JOBS="${JOBS:-2}"
+CFG=configs/study/r2
+OUT=study/r2
+REGIMES=(clean sym40 asym30 short)
+TIER_A="[unguided,kd,kd-cl,kd-cl-sr,kd-cl-srmean,kd-cl-srshuf,wsld]"
+TIER_B_P3="[kd,dkd,kd-ls,dist,ctkd,wttm,kd-cl-inv,kd-cl-inv-sr,kd-sr-sample,kd-cl-root,best-cl,best-cl-sr]"
+TIER_B_P1="[unguided,kd,kd-cl,kd-cl-sr,kd-cl-srmean,kd-cl-srshuf,kd-cl-inv,kd-cl-inv-sr,kd-sr-sample,kd-cl-root,best-cl,best-cl-sr]"
+
+grid() { "$SKD" grid --jobs "$JOBS" --quiet "$@"; }
+
+case "${1:-}" in
+  sizing)
+    grid --config "$CFG/sizing.yaml" --out "$OUT/sizing" ;;
+  tier-a)
+    for block in "[0,1,2,3]" "[4,5,6,7]" "[8,9,10,11]"; do
+      for r in "${REGIMES[@]}"; do
+        grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_A" "teacher_seeds=$block"
+      done
+    done ;;
+  tier-b)
+    grep -q '^    best-cl:' "$CFG/base.yaml" || { echo "study-r2: define best-cl and best-cl-sr in $CFG/base.yaml (the sizing check picks the method) first" >&2; exit 2; }
+    for r in "${REGIMES[@]}"; do
+      grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
+      grid --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
+    done ;;
+  report)
+    for d in "$OUT"/*-p1 "$OUT"/*-p3; do [ -d "$d" ] && "$SKD" report "$d" --quiet --margin 1; done ;;
+  *)
+    echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report" >&2; exit 2 ;;
+esac

@@ -1,0 +1,151 @@
+"""Where and how tensors compute, resolved once from the config, and the facts a result records.
+
+Three process-wide switches live here because each changes what a CPU computes:
+
+* **oneDNN** (``onednn``, off by default on CPUs). torch 2.13.0's oneDNN 3.12 writes out of
+  bounds in the weight gradient of a strided 1×1 convolution whose input has fewer
+  channels than one SIMD register holds (8 on AVX-512, 4 on AVX2) in channels_last, when
+  the batch is odd and more than one thread runs it (AVX-512; one thread is enough under
+  AVX2): the heap is corrupted ("double free or corruption", "free(): invalid next size",
+  a segfault, or a hang in malloc). That is the downsample convolution of a ResNet-18 at
+  width 0.0625-0.125. With oneDNN off, ATen's own convolutions run instead (both layouts).
+* **threads**. The default is the cores this process may run on (its CPU affinity), never
+  more; ``threads: N`` fixes it. Results are bit-identical only at one thread count.
+* **deterministic** (strict mode): ``torch.use_deterministic_algorithms(True)`` and one
+  thread unless ``threads`` says otherwise, so the run repeats on another machine with the
+  same CPU kind and torch build (a GPU run on the same GPU model and CUDA).
+
+:func:`runtime_record` is what every checkpoint and result.json carries, so a resumed
+stage or a reused result made under another thread count or device says so in the log.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from selective_kd.config import Config
+from selective_kd.distributed import Dist, init_from_env
+from selective_kd.errors import UserError
+
+#: The thread count strict mode uses when ``threads`` is not given: the same on every machine.
+DETERMINISTIC_THREADS = 1
+#: Keys of :func:`runtime_record` that make numbers differ when they change between two runs.
+NUMERIC_KEYS = ("device", "device_model", "threads", "channels_last", "onednn", "deterministic", "torch")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors compute: resolved once from the config."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # bf16 on GPUs by default, None (fp32) on CPU
+    channels_last: bool
+    compile: bool | str  # False, True (torch.compile's default mode) or a torch.compile mode name
+    dist: Dist = Dist()  # this process's rank under torchrun; a single process by default
+    onednn: bool = False  # oneDNN convolutions on the CPU (see the module docstring)
+    deterministic: bool = False  # torch.use_deterministic_algorithms(True) was set
+    threads: int = 0  # torch intra-op threads (0: not set by us; runtime_record reads torch)
+
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None)
+
+    def compiled(self, model: nn.Module) -> nn.Module:
+        """``model`` under ``torch.compile`` in the configured mode, or as it is when compile is off."""
+        if self.compile is False:
+            return model
+        mode = None if self.compile is True else self.compile
+        return torch.compile(model, mode=mode)  # type: ignore[return-value]
+
+    def prepare(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. under taskset or a container), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_runtime(cfg: Config) -> Runtime:
+    """The device, precision, layout and CPU switches ``cfg`` asks for, applied to this process."""
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        try:
+            device = torch.device(cfg.device)
+        except RuntimeError:
+            raise UserError(f"config key 'device': {cfg.device!r} is not a device (use auto, cpu, cuda or cuda:N)") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError("config key 'device': cuda was asked for but no GPU is visible; use device=cpu or device=auto")
+    on_gpu = device.type == "cuda"
+    d = init_from_env(on_gpu)
+    if on_gpu and d.enabled:
+        device = torch.device("cuda", d.local_rank)
+        torch.cuda.set_device(device)
+    precision = cfg.precision if cfg.precision != "auto" else ("bf16" if on_gpu else "fp32")
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    if on_gpu and precision == "fp32":  # fp32 means fp32: cuDNN would run convolutions in TF32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    # channels_last by default on GPUs (tensor cores), not on CPUs (it was the layout of the
+    # oneDNN heap corruption above; ATen's CPU convolutions gain nothing from it).
+    channels_last = on_gpu if cfg.channels_last is None else cfg.channels_last
+    onednn = bool(cfg.onednn)
+    torch.backends.mkldnn.enabled = onednn  # process-wide; set on every resolution so runs never inherit it
+    threads = cfg.threads or (DETERMINISTIC_THREADS if cfg.deterministic else min(torch.get_num_threads(), usable_cores()))
+    if threads != torch.get_num_threads():
+        torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(bool(cfg.deterministic))
+    if cfg.deterministic and on_gpu:  # cuBLAS needs a fixed workspace to be deterministic
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+    return Runtime(device, dtype, channels_last, cfg.compile, d, onednn, bool(cfg.deterministic), threads)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, else what ``platform`` knows)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def runtime_record(runtime: Runtime) -> dict[str, Any]:
+    """How a run computed: kept in checkpoints and result.json, compared on resume and reuse.
+
+    Precision is part of a run's identity; these may change on resume, and when one of
+    :data:`NUMERIC_KEYS` does, the numbers are no longer bit-identical to one uninterrupted run.
+    """
+    on_gpu = runtime.device.type == "cuda"
+    return {
+        "device": runtime.device.type,
+        "device_model": torch.cuda.get_device_name(runtime.device) if on_gpu else cpu_model(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "channels_last": runtime.channels_last,
+        "onednn": runtime.onednn,
+        "deterministic": runtime.deterministic,
+        "compile": runtime.compile,
+        "torch": torch.__version__,
+        "world": runtime.dist.world,
+    }
+
+
+def runtime_changes(before: Any, now: dict[str, Any]) -> str:
+    """``"threads 2 → 1, ..."`` for the keys that change numbers; empty when none did (or none recorded)."""
+    if not isinstance(before, dict):
+        return ""
+    changed = [k for k in NUMERIC_KEYS if k in before and k in now and before[k] != now[k]]
+    return ", ".join(f"{k} {before[k]} → {now[k]}" for k in changed)

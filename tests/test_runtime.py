@@ -1,0 +1,123 @@
+"""The runtime: no native crash on the CPU, the default run repeats bit for bit, the facts a result records."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from selective_kd.config import load_config
+from selective_kd.runtime import resolve_runtime, runtime_changes, runtime_record
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+# The smallest training step that corrupted the heap under torch 2.13.0's oneDNN on an AMD EPYC
+# (AVX-512): ResNet-18 at width 0.125 (its layer2 downsample is a strided 1×1 convolution of 8
+# input channels), 28×28 inputs, batch 3, channels_last, 2 threads -> "double free or corruption"
+# or a segfault in the first backward. With 1 thread AVX2 kernels do the same at width 0.0625.
+CRASHING_STEP = textwrap.dedent("""
+    import sys, torch
+    from selective_kd.config import load_config
+    from selective_kd.engine import Batch, CrossEntropyObjective, make_optimizer, resolve_runtime, train_step
+    from selective_kd.models import build_model
+    cfg = load_config(None, ["device=cpu", "channels_last=true", *sys.argv[3:]])
+    runtime = resolve_runtime(cfg)
+    torch.set_num_threads(int(sys.argv[1]))
+    torch.manual_seed(0)
+    model = runtime.prepare(build_model("resnet18", 10, 1, "cifar", float(sys.argv[2])))
+    opt = make_optimizer(model, cfg.student)
+    for batch_size in (3, 25, 3):
+        x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        y = torch.arange(batch_size) % 10
+        train_step(model, opt, CrossEntropyObjective(), Batch(x, y, torch.arange(batch_size), None), runtime, batch_size)
+    print("completed", flush=True)
+""")
+
+
+def _step(threads: int, width: float, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", CRASHING_STEP, str(threads), str(width), *overrides], capture_output=True,
+                          text=True, env=env or ENV, timeout=300)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_step_that_crashed_in_onednn_completes(threads: int) -> None:
+    proc = _step(threads, 0.125)
+    assert proc.returncode == 0 and "completed" in proc.stdout, (proc.returncode, proc.stderr[-500:])
+
+
+def test_the_step_that_crashed_completes_under_avx2_kernels_too() -> None:
+    """The issue's machine: AVX2, one thread (oneDNN and ATen held to AVX2 here); 4 channels fill no AVX2 register."""
+    env = {**ENV, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    proc = _step(1, 0.0625, env=env)
+    assert proc.returncode == 0 and "completed" in proc.stdout, (proc.returncode, proc.stderr[-500:])
+
+
+def test_onednn_is_off_on_the_cpu_unless_asked_for() -> None:
+    try:
+        assert resolve_runtime(load_config(None, ["device=cpu"])).onednn is False
+        assert torch.backends.mkldnn.enabled is False
+        assert resolve_runtime(load_config(None, ["device=cpu", "onednn=true"])).onednn is True
+        assert torch.backends.mkldnn.enabled is True
+    finally:
+        resolve_runtime(load_config(None, ["device=cpu"]))
+
+
+def test_strict_mode_fixes_one_thread_and_deterministic_algorithms() -> None:
+    threads = torch.get_num_threads()
+    try:
+        runtime = resolve_runtime(load_config(None, ["device=cpu", "deterministic=true"]))
+        assert runtime.deterministic and torch.are_deterministic_algorithms_enabled()
+        record = runtime_record(runtime)
+        assert record["threads"] == 1 and record["deterministic"] is True
+        assert resolve_runtime(load_config(None, ["device=cpu", "deterministic=true", "threads=2"])).threads == 2
+    finally:
+        resolve_runtime(load_config(None, ["device=cpu"]))
+        torch.set_num_threads(threads)
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_runtime_record_names_what_changes_numbers() -> None:
+    record = runtime_record(resolve_runtime(load_config(None, ["device=cpu"])))
+    assert {"device", "device_model", "threads", "channels_last", "onednn", "deterministic", "torch"} <= set(record)
+    assert record["torch"] == torch.__version__ and record["device"] == "cpu" and record["device_model"]
+    assert runtime_changes({**record, "threads": record["threads"] + 1}, record) == \
+        f"threads {record['threads'] + 1} → {record['threads']}"
+    assert runtime_changes({"device": "cpu"}, record) == ""  # an older file without the facts: nothing to say
+    assert runtime_changes(None, record) == ""
+
+
+DEFAULT_RUN = ["teacher.epochs=1", "data.limit_train=300", "data.limit_val=100"]  # the digits defaults, less data
+
+
+def _teacher(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "selective_kd", "teacher", "--quiet", "--out", str(out), *DEFAULT_RUN, *extra],
+                          capture_output=True, text=True, env=ENV, timeout=900)
+
+
+@pytest.mark.slow
+def test_the_default_settings_twice_give_the_same_weights_bit_for_bit(tmp_path: Path) -> None:
+    for run in ("a", "b"):
+        proc = _teacher(tmp_path / run)
+        assert proc.returncode == 0, proc.stderr[-500:]
+    a = torch.load(tmp_path / "a" / "teacher" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "teacher" / "model.pt", weights_only=True)["state_dict"]
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    result = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())
+    assert result["runtime"]["onednn"] is False and result["runtime"]["channels_last"] is False
+    assert result["runtime"]["threads"] == torch.get_num_threads() and result["runtime"]["torch"] == torch.__version__
+
+
+@pytest.mark.slow
+def test_a_result_reused_under_another_thread_count_says_so(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    assert _teacher(tmp_path / "r", "threads=1").returncode == 0
+    proc = _teacher(tmp_path / "r", "threads=2")
+    assert proc.returncode == 0, proc.stderr[-500:]
+    assert "reusing a result made with threads 1 → 2" in proc.stderr
