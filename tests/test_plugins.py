@@ -105,6 +105,10 @@ def test_plugin_mistakes_are_one_line_naming_the_plugin(tmp_path: Path) -> None:
             plugins.load([spec])
         assert message in str(exc.value) and "\n" not in str(exc.value)
     assert PACING.get("linear").origin is None  # the built-in one is untouched
+    plugins.load([str(write(tmp_path / "mine.py", PACING_PLUGIN))])
+    with pytest.raises(UserError, match=r"^plugin again.py: registers pacing function 'halfway', which already exists "
+                                        r"\(from plugin mine.py\): give it another name$"):
+        plugins.load([str(write(tmp_path / "again.py", PACING_PLUGIN))])
 
 
 def test_the_command_line_reports_a_bad_plugin_in_one_line(tmp_path: Path) -> None:
@@ -277,3 +281,28 @@ def test_ray_tasks_import_a_module_plugin_from_where_the_driver_found_it(tmp_pat
     assert not ray.is_initialized()
     result = json.loads((tmp_path / "grid/runs/digits/seed0/students/paced/result.json").read_text())
     assert result["identity"]["variant"]["pacing"] == "halfway" and set(result["identity"]["plugins"]) == {"lab_pacing"}
+
+
+MODEL_PLUGIN = '''
+from torch import nn
+from selective_kd.models import MODELS
+
+@MODELS.register("tiny-mlp", params={"hidden": 32})
+def tiny_mlp(num_classes, in_channels, hidden):
+    """Flatten, one hidden layer."""
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(hidden), nn.ReLU(), nn.Linear(hidden, num_classes))
+'''
+
+
+def test_a_student_taught_by_a_plugin_assistant_holds_that_plugins_digest(tmp_path: Path) -> None:
+    model = write(tmp_path / "model.py", MODEL_PLUGIN)
+    plain = config_from_dict({"plugins": [str(model)]})
+    [plugin] = plugins.loaded()[-1:]
+    with_assistant = config_from_dict({"plugins": [str(model)], "assistant": {"arch": "tiny-mlp"}})
+
+    def ident(cfg: Config) -> dict:
+        return student_identity(cfg, "kd", VariantConfig(), teacher_digest="t", curriculum_digest=None,
+                                signal="online", precision="fp32")
+
+    assert "plugins" not in ident(plain)
+    assert ident(with_assistant)["plugins"] == {"model.py": plugin.sha256}

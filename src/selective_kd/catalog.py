@@ -21,10 +21,11 @@ def registries() -> tuple[tuple[str, Registry[Any]], ...]:
     from selective_kd.data import DATASETS
     from selective_kd.distill.losses import LOSSES
     from selective_kd.distill.policies import POLICIES
+    from selective_kd.distill.temperature import TEMPERATURES
     from selective_kd.models import MODELS
 
     return (("datasets", DATASETS), ("models", MODELS), ("orders", ORDERS), ("pacing", PACING), ("scorers", SCORERS),
-            ("policies", POLICIES), ("losses", LOSSES))
+            ("policies", POLICIES), ("losses", LOSSES), ("temperatures", TEMPERATURES))
 
 
 def _value(v: Any) -> str:

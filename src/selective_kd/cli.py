@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="equivalence margin in accuracy points, declared in advance (e.g. 1): adds one Holm family per "
                         "protocol with nested tests, TOST against ±PP and minimum detectable effects to results.md")
     p.set_defaults(free_words="runs")
-    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy and loss (plugins included)")
-    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses)")
+    p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy, loss and temperature (plugins included)")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses, temperatures)")
     p.add_argument("--config", type=Path, default=None, help="also import the plugins this config names")
     p.set_defaults(free_words="kinds")
     from selective_kd.bench import add_bench_parser

@@ -133,7 +133,8 @@ def _load(spec: str, then: Callable[[], Any] | None = None) -> Plugin:
             then()
     except registry.DuplicateName as exc:
         unload(spec)
-        where = f"plugin {exc.origin}" if exc.origin else "selective_kd"
+        other = _LOADED.get(exc.origin) if exc.origin else None
+        where = f"plugin {other.label if other else exc.origin}" if exc.origin else "selective_kd"
         raise UserError(f"plugin {label}: registers {exc.kind} {exc.name!r}, which already exists (from {where}): "
                         f"give it another name") from None
     except UserError:

@@ -33,8 +33,8 @@ def test_the_recipe_is_the_published_one() -> None:
             assert (stage.epochs, stage.lr, stage.momentum, stage.weight_decay, stage.nesterov) == (240, 0.05, 0.9, 5e-4, False)
             assert (stage.schedule, stage.step_gamma, stage.augment, stage.crop_padding, stage.flip) == ("step", 0.1, True, 4, True)
             assert [m * 240 for m in stage.step_milestones] == [150, 180, 210]
-        assert cfg.distill.temperature == 4.0 and cfg.distill.variants == ["unguided", "kd"]
-        assert cfg.distill.custom_variants["kd"].policy_params == {"lam": 0.9}  # 0.1·CE + 0.9·KD
+        assert cfg.distill.temperature == 4.0 and cfg.distill.variants == ["unguided", "kd-std"]
+        assert cfg.distill.custom_variants["kd-std"].policy_params == {"lam": 0.9}  # 0.1·CE + 0.9·KD
 
 
 @pytest.mark.parametrize("pair", list(PAIRS))
@@ -53,12 +53,12 @@ def test_each_pair_runs_an_epoch(pair: str, tmp_path: Path) -> None:
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["model"], r["arch"], r["epochs"]) for r in rows] == [("teacher", teacher, "0" if extra else "1"),
-                                                                     ("unguided", student, "1"), ("kd", student, "1")]
+                                                                     ("unguided", student, "1"), ("kd-std", student, "1")]
     assert rows[0]["init"] == ("pretrained (ckpt_epoch_240.pth)" if extra else "from scratch")
     if extra:  # the published weights, unchanged, are the teacher
         kept = torch.load(out / "teacher/model.pt", weights_only=True)["state_dict"]
         assert set(kept) == set(published) and all(torch.equal(kept[k], published[k]) for k in kept)
-    ckpt = torch.load(out / "students/kd/model.pt", weights_only=True)
+    ckpt = torch.load(out / "students/kd-std/model.pt", weights_only=True)
     assert ckpt["arch"] == student and ckpt["arch_params"] == {} and ckpt["num_classes"] == 100
 
 

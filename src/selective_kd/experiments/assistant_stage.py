@@ -73,7 +73,7 @@ def run_assistant(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime,
     signal = teacher_signal(source, data.student_train, assistant_views(cfg), data, runtime, mode, cfg.eval_batch_size, quiet)
     # loss_params are complete (resolve_assistant): they hold the method's temperature if it has one
     objective = DistillObjective(signal, make_policy("constant", {"lam": a.lam}), cfg.distill.temperature, a.label_smoothing,
-                                 a.loss, dict(a.loss_params))
+                                 a.loss, dict(a.loss_params)).to(runtime.device)
     torch.manual_seed(seed)
     model = runtime.prepare(build_model_from(a, data.num_classes, data.in_channels, "assistant"))
     log.info("assistant: %s (width %g) distilled from the teacher (%s), loss %s, λ %g, τ %s, for %d epochs", a.arch, a.width,

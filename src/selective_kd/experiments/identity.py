@@ -195,16 +195,19 @@ def student_identity(
     from selective_kd.curriculum import ORDERS, PACING, SCORERS
     from selective_kd.distill.losses import LOSSES
     from selective_kd.distill.policies import POLICIES
+    from selective_kd.distill.temperature import TEMPERATURES
+    from selective_kd.models import MODELS
 
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
     from_assistant = cfg.assistant is not None and bool(teacher_digest)
     source = {"assistant": stage_section(resolve_assistant(cfg), "assistant")} if from_assistant else {}
     used = [*_stage_components(cfg, "student"), ORDERS.get(variant.order), PACING.get(variant.pacing),
-            POLICIES.get(variant.policy), LOSSES.get(variant.loss)]
+            POLICIES.get(variant.policy), LOSSES.get(variant.loss), TEMPERATURES.get(variant.temperature)]
+    if from_assistant and cfg.assistant is not None:  # it learns from the assistant: its model and the loss that distilled it
+        used += [MODELS.get(cfg.assistant.arch), LOSSES.get(cfg.assistant.loss)]
     used += [SCORERS.get(variant.scorer)] if variant.scorer is not None else []
     used += [SCORERS.get(cfg.curriculum.scorer)] if curriculum_digest is not None else []  # what ordered it
     used += _model_components(cfg, "teacher") if teacher_digest is not None else []  # its model gives the signal
-    used += _assistant_components(cfg) if from_assistant else []  # or the assistant's does, trained with its loss
     return _with_plugins({
         "role": "student",
         **{k: v for k, v in stage_identity(cfg, "student", precision).items() if k != "plugins"},
@@ -220,6 +223,9 @@ def student_identity(
 def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precision: str) -> dict[str, Any]:
     """TAKD's assistant: the data, its whole section (loss parameters and temperature filled
     in), seed, batch size, precision, and the teacher weights and signal it distilled from."""
+    from selective_kd.distill.losses import LOSSES
+    from selective_kd.models import MODELS
+
     a = resolve_assistant(cfg)
     return _with_plugins({
         "role": "assistant",
@@ -230,13 +236,4 @@ def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precisi
         "precision": precision,
         "teacher_signal": signal,
         "teacher_weights": teacher_digest,
-    }, [*_data_components(cfg), *_assistant_components(cfg), *_model_components(cfg, "teacher")])
-
-
-def _assistant_components(cfg: Config) -> list[Any]:
-    """The assistant's registered model and the loss it distils with."""
-    from selective_kd.distill.losses import LOSSES
-    from selective_kd.models import MODELS
-
-    a = cfg.assistant
-    return [] if a is None else [MODELS.get(a.arch), LOSSES.get(a.loss)]
+    }, [*_data_components(cfg), MODELS.get(a.arch), LOSSES.get(a.loss), *_model_components(cfg, "teacher")])
