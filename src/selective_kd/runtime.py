@@ -138,7 +138,7 @@ def runtime_record(runtime: Runtime) -> dict[str, Any]:
         "onednn": runtime.onednn,
         "deterministic": runtime.deterministic,
         "compile": runtime.compile,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a plain str: TorchVersion is not a type weights_only loads
         "world": runtime.dist.world,
     }
 
