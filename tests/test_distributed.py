@@ -70,3 +70,21 @@ def test_two_processes_equal_one(tmp_path: Path) -> None:
     _assert_same(one / "students" / "kd-cl-sr", two / "students" / "kd-cl-sr")
     lam = _metrics(two / "students" / "kd-cl-sr")[0]["lam_mean"]
     assert 0.0 < lam < 1.0
+
+
+def test_a_learned_temperature_is_trained_on_the_global_batch(tmp_path: Path) -> None:
+    """CTKD's θ lives in the objective, outside DDP's model: its gradient is averaged over ranks too."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _single("teacher", "--out", str(one))
+    config = tmp_path / "ctkd.yaml"
+    config.write_text("base: digits\ndistill:\n  custom_variants:\n    ctkd: {loss: kd, temperature: ctkd, temperature_params: {span: 3.0, epochs: 0}}\n")
+    args = ["--teacher", str(one / "teacher"), "--config", str(config)]
+    _single("student", "--variant", "ctkd", "--out", str(one), *args)
+    _torchrun("student", "--variant", "ctkd", "--out", str(two), *args)
+    _assert_same(one / "students" / "ctkd", two / "students" / "ctkd")
+    ta = torch.load(one / "students/ctkd/model.pt", weights_only=True)["objective"]["learned_temperature.theta"]
+    tb = torch.load(two / "students/ctkd/model.pt", weights_only=True)["objective"]["learned_temperature.theta"]
+    moved_a, moved_b = ta.double() - 1.0, tb.double() - 1.0  # θ starts at 1
+    assert moved_a.abs().item() > 1e-6 and torch.allclose(moved_a, moved_b, rtol=0.05)  # float32 θ near 1: 6e-8 steps
+    for ma, mb in zip(_metrics(one / "students" / "ctkd"), _metrics(two / "students" / "ctkd")):
+        assert mb["train_temperature"] == pytest.approx(ma["train_temperature"], rel=1e-5)

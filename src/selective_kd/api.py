@@ -217,7 +217,10 @@ def _train(cfg: Config, stage: StageConfig, model: nn.Module, split: Split, data
                   eval_batch_size=cfg.eval_batch_size, desc=desc, quiet=quiet,
                   callbacks=[*callbacks_for(cfg, files.dir, stage.epochs), *callbacks])
     result = {"model": desc, **extra, **summarize_history(history), "identity": identity}
-    result = finish_stage(files, model, {"identity": identity, "class": identity["model"]["class"]}, result, runtime)
+    meta: dict[str, Any] = {"identity": identity, "class": identity["model"]["class"]}
+    if isinstance(objective, torch.nn.Module) and objective.state_dict():  # e.g. CTKD's learned temperature
+        meta["objective"] = {k: v.detach().cpu() for k, v in objective.state_dict().items()}
+    result = finish_stage(files, model, meta, result, runtime)
     log.info("%s: val_acc %.4f val_loss %.4f (%.1fs)", desc, result["val_acc"], result["val_loss"], result["seconds"])
     return History(history, result, model, files.dir)
 

@@ -53,7 +53,12 @@ class Batch:
 
 
 class Objective(Protocol):
-    """Loss of a model on a batch, plus named detached metrics (per-batch means)."""
+    """Loss of a model on a batch, plus named detached metrics (per-batch means).
+
+    An objective with state (e.g. CTKD's learned temperature) is an ``nn.Module``: ``fit``
+    trains its parameters with the model's optimizer and keeps its ``state_dict`` in the
+    checkpoint, so a resumed run continues it exactly. Nothing else is special-cased.
+    """
 
     def __call__(self, model: nn.Module, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]: ...
 

@@ -138,7 +138,7 @@ def runtime_record(runtime: Runtime) -> dict[str, Any]:
         "onednn": runtime.onednn,
         "deterministic": runtime.deterministic,
         "compile": runtime.compile,
-        "torch": str(torch.__version__),  # a plain str: TorchVersion is not a type weights_only loads
+        "torch": str(torch.__version__),  # a TorchVersion object would not load with weights_only
         "world": runtime.dist.world,
     }
 

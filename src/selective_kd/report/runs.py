@@ -296,9 +296,11 @@ def grid_run_results(grid_dir: Path) -> list[Path]:
     absolute folder of the machine that ran it (and ``out``, that grid folder), which is
     mapped onto ``grid_dir`` the same way. Empty when there is no readable grid.json.
     """
+    from selective_kd.reading import read_json
+
     try:
-        data = json.loads((grid_dir / GRID_JSON).read_text(encoding="utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+        data = read_json(grid_dir / GRID_JSON, "grid record")  # a FIFO or a folder is not waited on
+    except UserError:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("runs"), list):
         return []
