@@ -302,7 +302,7 @@ def fit(
         totals = all_reduce_sum(torch.stack([sums[k].double() for k in keys] + [torch.tensor(float(seen), dtype=torch.float64, device=runtime.device)]))
         train_logs = {k: (totals[i] / totals[-1]).item() for i, k in enumerate(keys)}
         if not math.isfinite(train_logs.get("loss", 0.0)):
-            key = "teacher.lr" if desc == "teacher" else "student.lr"
+            key = f"{desc.split()[0]}.lr" if desc.split()[0] in ("teacher", "assistant") else "student.lr"
             raise UserError(f"{desc}: training loss became {train_logs['loss']} in epoch {epoch + 1}; lower the learning rate ({key})")
         val_acc, val_loss = evaluate(model, val, runtime, eval_batch_size)
         record = {

@@ -130,6 +130,15 @@ def test_another_assistant_recipe_is_another_student_and_the_same_teacher(takd: 
     assert same(weights(unguided), weights(takd / "students/unguided/model.pt"))
 
 
+def test_an_assistant_that_diverges_names_its_own_learning_rate(takd: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    shutil.copytree(takd / "teacher", out / "teacher")
+    assert main(args("assistant", out, "assistant.lr=1e30")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "lower the learning rate (assistant.lr)" in err, err
+
+
 def test_a_grid_trains_an_assistant_per_run_folder_before_its_students(tmp_path: Path) -> None:
     from conftest import TINY
 
@@ -174,6 +183,7 @@ def _one_line(command: list[str], *needles: str) -> None:
     (["assistant.lam=0"], ["assistant.lam", "(0, 1]"]),
     (["assistant.widht=0.5"], ["unknown config key 'assistant.widht'"]),
     (["distill.teacher_epoch=1"], ["'distill.teacher_epoch' and 'assistant' cannot be combined"]),
+    (["assistant.temperature=2", "assistant.loss_params={temperature: 3}"], ["temperature", "both set"]),
 ])
 def test_a_misconfigured_assistant_is_one_line(tmp_path: Path, extra: list[str], needles: list[str]) -> None:
     _one_line(args("run", tmp_path / "run", *extra), *needles)
@@ -184,3 +194,18 @@ def test_the_assistant_command_without_an_assistant_is_one_line(tmp_path: Path) 
     from conftest import TINY
 
     _one_line(["assistant", "--quiet", "--out", str(tmp_path / "run"), *TINY], "no assistant", "assistant.arch")
+
+
+@pytest.mark.parametrize("extra, tau", [([], 4.0), (["distill.temperature=2"], 2.0), (["assistant.temperature=3"], 3.0),
+                                        (["assistant.loss_params={temperature: 5}"], 5.0), (["assistant.loss=mse"], None)])
+def test_the_assistant_distils_at_the_temperature_its_identity_records(extra: list[str], tau: float | None) -> None:
+    from conftest import TINY
+
+    from selective_kd.config import load_config, resolve_assistant
+    from selective_kd.distill.objective import DistillObjective
+    from selective_kd.distill.policies import make_policy
+
+    a = resolve_assistant(load_config(None, [*TINY, *ASSISTANT, *extra]))
+    assert a.temperature == tau and a.loss_params.get("temperature") == tau
+    objective = DistillObjective(lambda b: b.x, make_policy("constant", {"lam": a.lam}), 4.0, 0.0, a.loss, a.loss_params)
+    assert objective.params.get("temperature") == tau  # what the loss is called with

@@ -124,7 +124,13 @@ def check_components(cfg: Config) -> None:
 
 
 def resolve_assistant(cfg: Config) -> AssistantConfig:
-    """The assistant section with its loss checked, every parameter and the temperature filled in."""
+    """The assistant section with its loss checked and every parameter filled in.
+
+    The method's temperature is ``assistant.temperature``, else ``distill.temperature``; it is
+    recorded in both ``temperature`` and ``loss_params.temperature`` (None for a method without
+    one, such as ``mse``), and may be given in one of the two keys only.
+    """
+    from selective_kd.distill.distillation import loss_params as resolve_loss_params
     from selective_kd.distill.losses import LOSSES
 
     a = cfg.assistant
@@ -132,8 +138,9 @@ def resolve_assistant(cfg: Config) -> AssistantConfig:
         raise ValueError("resolve_assistant: the config has no assistant")  # a caller's bug, not the user's
     if a.loss not in LOSSES:
         raise UserError(f"config key 'assistant.loss': unknown loss {a.loss!r}, choose one of {', '.join(LOSSES.names())}")
-    from selective_kd.distill.distillation import loss_params
-
-    temperature = a.temperature if a.temperature is not None else cfg.distill.temperature
-    params = loss_params(a.loss, a.loss_params, temperature, "assistant.loss_params")  # its τ, unless loss_params give one
-    return dataclasses.replace(a, loss_params=params, temperature=temperature)
+    if a.temperature is not None and "temperature" in a.loss_params:
+        raise UserError("config keys 'assistant.temperature' and 'assistant.loss_params.temperature' are both set: "
+                        "give the assistant's temperature once")
+    default = a.temperature if a.temperature is not None else cfg.distill.temperature
+    params = resolve_loss_params(a.loss, a.loss_params, default, "assistant.loss_params")
+    return dataclasses.replace(a, loss_params=params, temperature=params.get("temperature"))

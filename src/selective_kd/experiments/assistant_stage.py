@@ -71,13 +71,13 @@ def run_assistant(cfg: Config, paths: RunPaths, data: Dataset, runtime: Runtime,
     n, bs, seed = len(train), a.batch_size or cfg.batch_size, cfg.seed
     source = SignalSource("teacher", paths.teacher.model, paths.cache_dir)
     signal = teacher_signal(source, data.student_train, assistant_views(cfg), data, runtime, mode, cfg.eval_batch_size, quiet)
-    assert a.temperature is not None  # resolve_assistant fills it in
-    objective = DistillObjective(signal, make_policy("constant", {"lam": a.lam}), a.temperature, a.label_smoothing,
+    # loss_params are complete (resolve_assistant): they hold the method's temperature if it has one
+    objective = DistillObjective(signal, make_policy("constant", {"lam": a.lam}), cfg.distill.temperature, a.label_smoothing,
                                  a.loss, dict(a.loss_params)).to(runtime.device)
     torch.manual_seed(seed)
     model = runtime.prepare(build_model_from(a, data.num_classes, data.in_channels, "assistant"))
-    log.info("assistant: %s (width %g) distilled from the teacher (%s), λ %g, τ %g, for %d epochs", a.arch, a.width, mode,
-             a.lam, a.temperature, a.epochs)
+    log.info("assistant: %s (width %g) distilled from the teacher (%s), loss %s, λ %g, τ %s, for %d epochs", a.arch, a.width,
+             mode, a.loss, a.lam, a.temperature, a.epochs)
     history = fit(
         model, train, val, stage=a, plan=OrderPlan(lambda e: random_order(None, n, e, seed), bs), objective=objective,
         runtime=runtime, seed=seed, out_dir=files.dir, identity=identity, eval_batch_size=cfg.eval_batch_size,

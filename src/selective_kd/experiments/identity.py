@@ -199,10 +199,11 @@ def student_identity(
     from selective_kd.models import MODELS
 
     distill = {k: v for k, v in to_dict(cfg.distill).items() if k not in ROSTER_KEYS}
-    source = {"assistant": to_dict(resolve_assistant(cfg))} if cfg.assistant is not None and teacher_digest else {}
+    from_assistant = cfg.assistant is not None and bool(teacher_digest)
+    source = {"assistant": stage_section(resolve_assistant(cfg), "assistant")} if from_assistant else {}
     used = [*_stage_components(cfg, "student"), ORDERS.get(variant.order), PACING.get(variant.pacing),
             POLICIES.get(variant.policy), LOSSES.get(variant.loss), TEMPERATURES.get(variant.temperature)]
-    if source and cfg.assistant is not None:  # it learns from the assistant: its model and the loss that distilled it
+    if from_assistant and cfg.assistant is not None:  # it learns from the assistant: its model and the loss that distilled it
         used += [MODELS.get(cfg.assistant.arch), LOSSES.get(cfg.assistant.loss)]
     used += [SCORERS.get(variant.scorer)] if variant.scorer is not None else []
     used += [SCORERS.get(cfg.curriculum.scorer)] if curriculum_digest is not None else []  # what ordered it
@@ -231,7 +232,7 @@ def assistant_identity(cfg: Config, *, teacher_digest: str, signal: str, precisi
         "data": data_identity(cfg),
         "seed": cfg.seed,
         "batch_size": a.batch_size or cfg.batch_size,
-        "assistant": to_dict(a),
+        "assistant": stage_section(a, "assistant"),
         "precision": precision,
         "teacher_signal": signal,
         "teacher_weights": teacher_digest,
