@@ -184,6 +184,10 @@ _USER_OS_ERRORS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait for work sleep instead of spinning: on a shared machine a spinning
+    # thread holds a core another process needs, and a step waits for its slowest thread
+    # (benchmarks/RESULTS.md, "A busy machine"). Read once, when torch loads; a user's own value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         return dispatch(args)

@@ -255,6 +255,8 @@ def check(cfg: Config) -> None:
     for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
         need(stage.arch in ARCHS, f"config key '{stage_name}.arch': unknown {stage.arch!r}, choose one of {', '.join(ARCHS)}")
         need(stage.epochs >= 1, f"config key '{stage_name}.epochs': must be at least 1")
+        need(stage.epochs <= MAX_EPOCHS, f"config key '{stage_name}.epochs': {stage.epochs} epochs cannot run "
+             f"(training plans every epoch before the first); give at most {MAX_EPOCHS:,}")
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
         need(stage.width > 0, f"config key '{stage_name}.width': must be positive")
         need(0 <= stage.warmup_epochs < stage.epochs or stage.warmup_epochs == 0,
@@ -278,6 +280,7 @@ def check(cfg: Config) -> None:
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take a 64-bit seed
+MAX_EPOCHS = 100_000  # a stage's epochs; the engine lists each epoch's steps before training
 
 
 def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:

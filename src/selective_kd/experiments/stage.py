@@ -117,16 +117,19 @@ def read_teacher_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
 
 
+def class_count_error(what: str, source: str, predicted: Any, data: Dataset) -> UserError:
+    """A model whose class count is not the data's: one message for the CLI (checkpoints) and the API (modules)."""
+    return UserError(f"{what} {source} predicts {predicted} classes but {data.name} has {data.num_classes}: "
+                     f"use a {what} trained on this dataset")
+
+
 def load_model(path: Path, data: Dataset, runtime: Runtime, what: str = "teacher") -> tuple[nn.Module, dict[str, Any]]:
     """A finished stage's model, checked against the dataset it will see."""
     ckpt = read_teacher_checkpoint(path)
     if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "num_classes" not in ckpt:
         raise UserError(f"{what} checkpoint {path} is not a selective-kd model (model.pt from `selective-kd teacher`)")
     if ckpt["num_classes"] != data.num_classes:
-        raise UserError(
-            f"{what} checkpoint {path} predicts {ckpt['num_classes']} classes but {data.name} has "
-            f"{data.num_classes}: use a {what} trained on this dataset"
-        )
+        raise class_count_error(what, f"checkpoint {path}", ckpt["num_classes"], data)
     if ckpt["in_channels"] != data.in_channels:
         raise UserError(f"{what} checkpoint {path} takes {ckpt['in_channels']} input channels, {data.name} has {data.in_channels}")
     model = build_model(ckpt["arch"], ckpt["num_classes"], ckpt["in_channels"], ckpt["stem"], ckpt["width"])
