@@ -4,7 +4,7 @@
 
 For each N, starts N busy-loop processes, then times ``--steps`` steps of the digits
 student (ResNet-18 at width 0.125, batch 64, 8×8 inputs, cross-entropy, the engine's
-``train_step``) in a fresh process for each setting: torch threads 1 and 2, with
+``train_step`` under the kernels ``fit`` uses for it) in a fresh process for each setting: torch threads 1 and 2, with
 OpenMP's default wait policy and with ``OMP_WAIT_POLICY=PASSIVE``. Each line gives ms per
 step and the ideal: the time alone scaled by the share of the cores the run could get
 if every runnable thread (its own and the busy ones) shared them evenly. ``uptime`` is
@@ -31,11 +31,12 @@ model = runtime.prepare(build_model("resnet18", 10, 1, "cifar", 0.125))
 opt = make_optimizer(model, cfg.student)
 x, y = torch.randn(64, 1, 8, 8), torch.arange(64) % 10
 batch = Batch(x, y, torch.arange(64), None)
-for _ in range(3):
-    train_step(model, opt, CrossEntropyObjective(), batch, runtime, 64)
-t = time.perf_counter()
-for _ in range(int(sys.argv[2])):
-    train_step(model, opt, CrossEntropyObjective(), batch, runtime, 64)
+with runtime.training_kernels(model):  # as engine.fit trains it (this student: oneDNN off)
+    for _ in range(3):
+        train_step(model, opt, CrossEntropyObjective(), batch, runtime, 64)
+    t = time.perf_counter()
+    for _ in range(int(sys.argv[2])):
+        train_step(model, opt, CrossEntropyObjective(), batch, runtime, 64)
 print(1000 * (time.perf_counter() - t) / int(sys.argv[2]))
 """
 

@@ -89,7 +89,7 @@ def finished_result(files: StageFiles, identity: dict[str, Any], runtime: Runtim
 def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     if runtime.dist.is_main:
         save_checkpoint(files.model, {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime)}
+        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime, model)}
         write_json(files.result, result)
         files.last.unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
     barrier()
