@@ -167,14 +167,14 @@ def runtime_record(runtime: Runtime, model: nn.Module | None = None) -> dict[str
     on_gpu = runtime.device.type == "cuda"
     return {
         "device": runtime.device.type,
-        "device_model": torch.cuda.get_device_name(runtime.device) if on_gpu else cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device_model": str(torch.cuda.get_device_name(runtime.device)) if on_gpu else cpu_model(),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "threads": torch.get_num_threads(),
         "channels_last": runtime.channels_last,
         "onednn": runtime.onednn_for(model) if model is not None and not on_gpu else runtime.onednn,
         "deterministic": runtime.deterministic,
         "compile": runtime.compile,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),  # a TorchVersion would not load with weights_only
         "world": runtime.dist.world,
     }
 
