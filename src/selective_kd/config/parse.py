@@ -293,6 +293,8 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,
          f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+    need(cfg.threads is None or 1 <= cfg.threads <= 4096,
+         f"config key 'threads': {cfg.threads} is not a thread count; give 1 or more, or null for the cores this process may use")
     for stage_name, stage in (("teacher", cfg.teacher), ("student", cfg.student)):
         need(0 <= stage.momentum < 1, f"config key '{stage_name}.momentum': must be in [0, 1), got {stage.momentum}")
         need(stage.weight_decay >= 0, f"config key '{stage_name}.weight_decay': must be >= 0, got {stage.weight_decay}")
