@@ -112,7 +112,7 @@ def test_runtime_record_names_what_changes_numbers() -> None:
     assert runtime_changes(None, record) == ""
 
 
-DEFAULT_RUN = ["teacher.epochs=1", "data.limit_train=300", "data.limit_val=100"]  # the digits defaults, less data
+DEFAULT_RUN = ["teacher.epochs=1", "student.epochs=1", "data.limit_train=300", "data.limit_val=100"]  # digits defaults, less
 
 
 def _teacher(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -122,16 +122,21 @@ def _teacher(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_the_default_settings_twice_give_the_same_weights_bit_for_bit(tmp_path: Path) -> None:
+    """Teacher (oneDNN), curriculum and a selective-reliance student (oneDNN off: 8 channels), each run twice."""
     for run in ("a", "b"):
-        proc = _teacher(tmp_path / run)
+        proc = subprocess.run([sys.executable, "-m", "selective_kd", "run", "--quiet", "--out", str(tmp_path / run),
+                               *DEFAULT_RUN, "distill.variants=[kd-cl-sr]"], capture_output=True, text=True, env=ENV, timeout=900)
         assert proc.returncode == 0, proc.stderr[-500:]
-    a = torch.load(tmp_path / "a" / "teacher" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "teacher" / "model.pt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
-    result = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())
-    assert result["runtime"]["onednn"] is True and result["runtime"]["channels_last"] is False  # a 32-channel ResNet-34
-    assert result["runtime"]["threads"] == torch.get_num_threads() and result["runtime"]["torch"] == torch.__version__
+    for stage in ("teacher", "students/kd-cl-sr"):
+        a = torch.load(tmp_path / "a" / stage / "model.pt", weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "b" / stage / "model.pt", weights_only=True)["state_dict"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), (stage, [k for k in a if not torch.equal(a[k], b[k])])
+    assert (tmp_path / "a" / "curriculum.csv").read_bytes() == (tmp_path / "b" / "curriculum.csv").read_bytes()
+    teacher = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())["runtime"]
+    student = json.loads((tmp_path / "a" / "students" / "kd-cl-sr" / "result.json").read_text())["runtime"]
+    assert teacher["onednn"] is True and student["onednn"] is False  # 32 channels; 8 into a strided 1×1
+    assert teacher["channels_last"] is False and teacher["threads"] >= 1 and teacher["torch"] == torch.__version__
 
 
 @pytest.mark.slow
