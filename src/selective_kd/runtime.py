@@ -84,12 +84,18 @@ class Runtime:
         Decided by the model alone, never by what ran before in the process, so a stage's
         numbers do not depend on the order of stages in a grid.
         """
-        before = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = self.onednn_for(model) if self.device.type == "cpu" else before
+        before, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+        on_cpu = self.device.type == "cpu"
+        torch.backends.mkldnn.enabled = self.onednn_for(model) if on_cpu else before
+        # ATen's own convolutions hang in backward with 2 threads on such a model (ResNet-18 at
+        # width 0.125, 16×16, batch 32): the models oneDNN is turned off for train on one thread.
+        if on_cpu and self.onednn is None and not torch.backends.mkldnn.enabled:
+            torch.set_num_threads(1)
         try:
             yield
         finally:
             torch.backends.mkldnn.enabled = before
+            torch.set_num_threads(threads)
 
 
 #: Below this many input channels a strided 1×1 convolution's weight gradient is not safe in
