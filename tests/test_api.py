@@ -148,7 +148,7 @@ def test_mistakes_are_one_line_errors(small: dict[str, Any], tmp_path: Path) -> 
         (lambda: skd.train_student(lambda: mlp(), data, variant="kd-cl", out=tmp_path, curriculum=small["cur"]), "pass teacher="),
         (lambda: skd.train_student(lambda: mlp(), data, variant="kd-cl", out=tmp_path, teacher=small["teacher"]), "pass curriculum="),
         (lambda: skd.tensors(torch.zeros(5, 1, 8, 8), torch.zeros(4, dtype=torch.long), torch.zeros(2, 1, 8, 8),
-                             torch.zeros(2, dtype=torch.long)), "labels must be 5 integers"),
+                             torch.zeros(2, dtype=torch.long)), "y_train has 4 labels but x_train has 5 images"),
         (lambda: skd.tensors(torch.zeros(5, 1, 8, 8), torch.zeros(5, dtype=torch.long), torch.zeros(2, 1, 4, 4),
                              torch.zeros(2, dtype=torch.long)), "they must match"),
     ]
@@ -188,3 +188,33 @@ def test_the_readme_example_shows_a_line_per_epoch_with_its_output_in_a_file(tmp
     err_text = (tmp_path / "err.txt").read_text()
     for stage in ("teacher", "student kd", "student kd-cl-sr"):
         assert re.search(rf"\[selective-kd\] {stage}: epoch 1/2 .*\n.*{stage}: epoch 2/2 ", err_text), err_text
+
+
+def test_the_api_refuses_what_the_command_line_refuses_in_the_same_words(small: dict[str, Any], tmp_path: Path) -> None:
+    """One check of data and teachers for both: an .npz through the CLI, tensors and modules through the API."""
+    import numpy as np
+
+    from selective_kd.data.arrays import load_arrays
+
+    x, y = small["x"], small["y"]
+    seven = nn.Sequential(nn.Flatten(), nn.Linear(64, 7))
+    cases = [
+        # validation classes never seen in training
+        ((x[:400], y[:400] % 5, x[1500:], y[1500:]), "is in y_test but never in y_train: it cannot be learned"),
+        # complex images: the imaginary part would be dropped
+        ((x[:400] * (1 + 1j), y[:400], x[1500:], y[1500:]), "x_train is complex64: images must be uint8 or float"),
+    ]
+    for arrays, message in cases:
+        with pytest.raises(UserError, match=message) as api:
+            skd.tensors(*arrays)
+        np.savez(tmp_path / "d.npz", x_train=np.asarray(arrays[0]), y_train=np.asarray(arrays[1]),
+                 x_test=np.asarray(arrays[2]), y_test=np.asarray(arrays[3]))
+        with pytest.raises(UserError, match=message) as cli:
+            load_arrays(tmp_path / "d.npz")
+        assert "\n" not in str(api.value) and str(api.value).split(": ", 1)[1] == str(cli.value).split(": ", 1)[1]
+    for call in (lambda: skd.score_curriculum(seven, small["data"], out=tmp_path / "c"),
+                 lambda: student(small, tmp_path / "s", teacher=seven)):
+        with pytest.raises(UserError, match=r"^teacher \(your nn.Module\) predicts 7 classes but tensors has 10: "
+                                            r"use a teacher trained on this dataset$"):
+            call()
+    assert not (tmp_path / "c" / "curriculum.csv").exists()

@@ -235,3 +235,16 @@ def test_dump_records_the_base_as_a_comment_that_loads_back(tmp_path: Path) -> N
     path = tmp_path / "config.yaml"
     path.write_text(text)
     assert to_dict(load_config(path)) == to_dict(loaded.config)
+
+
+@pytest.mark.parametrize("key", ["teacher.epochs", "student.epochs"])
+def test_epochs_no_run_could_finish_are_refused_with_the_bound(key: str) -> None:
+    with pytest.raises(UserError, match=rf"config key '{key}': 1000000000000 epochs cannot run .*at most 100,000"):
+        load_config(None, [f"{key}=1000000000000"])
+    assert getattr(load_config(None, [f"{key}=100000"]), key.split(".")[0]).epochs == 100_000
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "100000"])
+def test_a_thread_count_no_run_could_use_is_refused(value: str) -> None:
+    with pytest.raises(UserError, match=rf"config key 'threads': {value} is not a thread count"):
+        load_config(None, [f"threads={value}"])

@@ -23,22 +23,24 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
 # input channels), 28×28 inputs, batch 3, channels_last, 2 threads -> "double free or corruption"
 # or a segfault in the first backward. With 1 thread AVX2 kernels do the same at width 0.0625.
 CRASHING_STEP = textwrap.dedent("""
-    import sys, torch
+    import sys, tempfile, torch
+    from pathlib import Path
     from selective_kd.config import load_config
-    from selective_kd.engine import Batch, CrossEntropyObjective, make_optimizer, resolve_runtime, train_step
+    from selective_kd.data.base import Split
+    from selective_kd.engine import CrossEntropyObjective, OrderPlan, fit, resolve_runtime
     from selective_kd.models import build_model
-    cfg = load_config(None, ["device=cpu", "channels_last=true", *sys.argv[3:]])
+    cfg = load_config(None, ["device=cpu", "channels_last=true", "student.epochs=2", *sys.argv[3:]])
     runtime = resolve_runtime(cfg)
     torch.set_num_threads(int(sys.argv[1]))
     torch.manual_seed(0)
     model = runtime.prepare(build_model("resnet18", 10, 1, "cifar", float(sys.argv[2])))
-    opt = make_optimizer(model, cfg.student)
-    for batch_size in (3, 25, 3):
-        x = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
-        y = torch.arange(batch_size) % 10
-        train_step(model, opt, CrossEntropyObjective(), Batch(x, y, torch.arange(batch_size), None), runtime, batch_size)
+    train = Split(torch.randn(28, 1, 28, 28), torch.arange(28) % 10)  # batches of 25 and 3
+    with tempfile.TemporaryDirectory() as out:
+        fit(model, train, train, stage=cfg.student, plan=OrderPlan(lambda e: torch.arange(28), 25),
+            objective=CrossEntropyObjective(), runtime=runtime, seed=0, out_dir=Path(out), identity={}, quiet=True)
     print("completed", flush=True)
 """)
+
 
 
 def _step(threads: int, width: float, *overrides: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -59,12 +61,29 @@ def test_the_step_that_crashed_completes_under_avx2_kernels_too() -> None:
     assert proc.returncode == 0 and "completed" in proc.stdout, (proc.returncode, proc.stderr[-500:])
 
 
-def test_onednn_is_off_on_the_cpu_unless_asked_for() -> None:
+def test_onednn_is_off_only_to_train_the_models_it_crashes_on() -> None:
+    from selective_kd.models import build_model
+    from selective_kd.runtime import onednn_unsafe
+
+    unsafe = {(arch, w): onednn_unsafe(build_model(arch, 10, 1, "cifar", w))
+              for arch, w in [("resnet18", 0.0625), ("resnet18", 0.125), ("resnet18", 0.25), ("resnet34", 0.5)]}
+    assert unsafe == {("resnet18", 0.0625): True, ("resnet18", 0.125): True, ("resnet18", 0.25): False,
+                      ("resnet34", 0.5): False}  # 4, 8, 16 and 32 channels into the first strided 1×1
+    narrow, wide = build_model("resnet18", 10, 1, "cifar", 0.125), build_model("resnet34", 10, 1, "cifar", 0.5)
     try:
-        assert resolve_runtime(load_config(None, ["device=cpu"])).onednn is False
-        assert torch.backends.mkldnn.enabled is False
-        assert resolve_runtime(load_config(None, ["device=cpu", "onednn=true"])).onednn is True
-        assert torch.backends.mkldnn.enabled is True
+        runtime = resolve_runtime(load_config(None, ["device=cpu"]))
+        assert torch.backends.mkldnn.enabled  # forward passes keep it
+        with runtime.training_kernels(narrow):
+            assert not torch.backends.mkldnn.enabled
+        with runtime.training_kernels(wide):
+            assert torch.backends.mkldnn.enabled
+        assert runtime_record(runtime, narrow)["onednn"] is False and runtime_record(runtime, wide)["onednn"] is True
+        off = resolve_runtime(load_config(None, ["device=cpu", "onednn=false"]))
+        with off.training_kernels(wide):
+            assert not torch.backends.mkldnn.enabled
+        on = resolve_runtime(load_config(None, ["device=cpu", "onednn=true"]))
+        with on.training_kernels(narrow):
+            assert torch.backends.mkldnn.enabled
     finally:
         resolve_runtime(load_config(None, ["device=cpu"]))
 
@@ -93,7 +112,7 @@ def test_runtime_record_names_what_changes_numbers() -> None:
     assert runtime_changes(None, record) == ""
 
 
-DEFAULT_RUN = ["teacher.epochs=1", "data.limit_train=300", "data.limit_val=100"]  # the digits defaults, less data
+DEFAULT_RUN = ["teacher.epochs=1", "student.epochs=1", "data.limit_train=300", "data.limit_val=100"]  # digits defaults, less
 
 
 def _teacher(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -103,16 +122,21 @@ def _teacher(out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_the_default_settings_twice_give_the_same_weights_bit_for_bit(tmp_path: Path) -> None:
+    """Teacher (oneDNN), curriculum and a selective-reliance student (oneDNN off: 8 channels), each run twice."""
     for run in ("a", "b"):
-        proc = _teacher(tmp_path / run)
+        proc = subprocess.run([sys.executable, "-m", "selective_kd", "run", "--quiet", "--out", str(tmp_path / run),
+                               *DEFAULT_RUN, "distill.variants=[kd-cl-sr]"], capture_output=True, text=True, env=ENV, timeout=900)
         assert proc.returncode == 0, proc.stderr[-500:]
-    a = torch.load(tmp_path / "a" / "teacher" / "model.pt", weights_only=True)["state_dict"]
-    b = torch.load(tmp_path / "b" / "teacher" / "model.pt", weights_only=True)["state_dict"]
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
-    result = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())
-    assert result["runtime"]["onednn"] is False and result["runtime"]["channels_last"] is False
-    assert result["runtime"]["threads"] == torch.get_num_threads() and result["runtime"]["torch"] == torch.__version__
+    for stage in ("teacher", "students/kd-cl-sr"):
+        a = torch.load(tmp_path / "a" / stage / "model.pt", weights_only=True)["state_dict"]
+        b = torch.load(tmp_path / "b" / stage / "model.pt", weights_only=True)["state_dict"]
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), (stage, [k for k in a if not torch.equal(a[k], b[k])])
+    assert (tmp_path / "a" / "curriculum.csv").read_bytes() == (tmp_path / "b" / "curriculum.csv").read_bytes()
+    teacher = json.loads((tmp_path / "a" / "teacher" / "result.json").read_text())["runtime"]
+    student = json.loads((tmp_path / "a" / "students" / "kd-cl-sr" / "result.json").read_text())["runtime"]
+    assert teacher["onednn"] is True and student["onednn"] is False  # 32 channels; 8 into a strided 1×1
+    assert teacher["channels_last"] is False and teacher["threads"] >= 1 and teacher["torch"] == torch.__version__
 
 
 @pytest.mark.slow

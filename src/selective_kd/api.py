@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -37,6 +38,7 @@ from selective_kd.config import Config, StageConfig, config_from_dict, read_conf
 from selective_kd.curriculum import SCORERS, Curriculum, read_curriculum, teacher_logits, write_curriculum
 from selective_kd.curriculum.ordering import random_order
 from selective_kd.data import Dataset, Split, load_dataset
+from selective_kd.data.arrays import check_arrays
 from selective_kd.data.base import build_dataset
 from selective_kd.distill.objective import variant_objective
 from selective_kd.distill.policies import make_policy
@@ -47,7 +49,7 @@ from selective_kd.errors import UserError
 from selective_kd.experiments.curriculum_stage import curriculum_digest
 from selective_kd.experiments.identity import curriculum_identity, file_digest, student_identity, teacher_identity
 from selective_kd.experiments.plans import StudentPlan
-from selective_kd.experiments.stage import finish_stage, finished_result, precision, summarize_history
+from selective_kd.experiments.stage import class_count_error, finish_stage, finished_result, precision, summarize_history
 from selective_kd.experiments.student_stage import student_views, teacher_signal_mode
 from selective_kd.experiments.variants import get_variant, needs_curriculum, needs_teacher
 from selective_kd.fileio import read_jsonl, write_json
@@ -95,29 +97,30 @@ def _data(ds: Dataset) -> Data:
 def tensors(x_train: Any, y_train: Any, x_val: Any, y_val: Any, *, classes: Sequence[str] | None = None,
             normalize: bool = False, name: str = "tensors") -> Data:
     """Your data: images N×C×H×W (or N×H×W), integer labels 0..K−1; used as given unless
-    ``normalize`` (per-channel statistics of the training images, as the CLI does)."""
-    xs, ys = [], []
-    for key, x, y in (("x_train", x_train, y_train), ("x_val", x_val, y_val)):
-        x, y = torch.as_tensor(x).float(), torch.as_tensor(y)
-        x = x[:, None] if x.dim() == 3 else x
-        if x.dim() != 4 or x.shape[0] == 0 or not torch.isfinite(x).all():
-            raise UserError(f"{key}: images must be a non-empty finite N×C×H×W (or N×H×W) array, got shape {tuple(x.shape)}")
-        if y.dim() != 1 or y.dtype.is_floating_point or y.dtype == torch.bool or len(y) != len(x) or int(y.min()) < 0:
-            raise UserError(f"y_{key[2:]}: labels must be {len(x)} integers 0..K-1 (one per image), got {y.dtype} of shape {tuple(y.shape)}")
-        xs.append(x.contiguous())
-        ys.append(y.long())
-    if xs[0].shape[1:] != xs[1].shape[1:]:
-        raise UserError(f"x_val images are {tuple(xs[1].shape[1:])} (C×H×W) but x_train images are {tuple(xs[0].shape[1:])}: they must match")
-    k = max(int(ys[0].max()), int(ys[1].max())) + 1
-    names = [str(c) for c in classes] if classes is not None else [str(i) for i in range(k)]
-    if len(names) < k:
-        raise UserError(f"classes names {len(names)} classes, but the labels go up to {k - 1}")
+    ``normalize`` (per-channel statistics of the training images, as the CLI does).
+
+    Checked by the same function as ``data.root=FILE.npz`` (``data.arrays.check_arrays``), so
+    what the command line refuses is refused here in the same words."""
+    given = [_array(v) for v in (x_train, y_train, x_val, y_val)]
+    names = None if classes is None else np.asarray([str(c) for c in classes])
+    raw = check_arrays(f"skd.tensors({name})", given[0], given[1], given[2], given[3], names)
+    assert raw.x_test is not None and raw.y_test is not None
     if normalize:
-        arrays = [t.numpy() for t in (xs[0], ys[0], xs[1], ys[1])]
-        return _data(build_dataset(name, *arrays, names, Config()))
+        return _data(build_dataset(name, raw.x_train, raw.y_train, raw.x_test, raw.y_test, raw.classes, Config()))
+    xs = [torch.as_tensor(x).float().contiguous() for x in (raw.x_train, raw.x_test)]
+    ys = [torch.as_tensor(y).long() for y in (raw.y_train, raw.y_test)]
+    k = max(len(raw.classes), int(ys[1].max()) + 1)
+    names_out = raw.classes + [str(i) for i in range(len(raw.classes), k)]
     train, val = Split(xs[0], ys[0]), Split(xs[1], ys[1])
     c = xs[0].shape[1]
-    return _data(Dataset(name, len(names), names, train, train, val, [0.0] * c, [1.0] * c))
+    return _data(Dataset(name, len(names_out), names_out, train, train, val, [0.0] * c, [1.0] * c))
+
+
+def _array(value: Any) -> np.ndarray:
+    """A tensor, array or nested list as a numpy array (complex stays complex, so it can be refused)."""
+    if isinstance(value, Tensor):
+        return value.detach().cpu().resolve_conj().numpy()
+    return np.asarray(value)
 
 
 def dataset(name: str, **data: Any) -> Data:
@@ -163,15 +166,25 @@ def _model(model: ModelLike, seed: int, data: Data, runtime: Runtime, what: str)
     identity = {"class": f"{type(model).__module__}.{type(model).__qualname__}",
                 "architecture": hashlib.sha256(repr(model).encode()).hexdigest(), "weights": _weights_digest(model)}
     model = runtime.prepare(model)
+    _check_classes(model, data, runtime, what)
+    return model, identity
+
+
+def _check_classes(model: nn.Module, data: Data, runtime: Runtime, what: str) -> None:
+    """``model`` gives (N, K) logits for the data's K classes; checked on two validation images.
+
+    A class count that is not the data's is the CLI's error for a checkpoint of another dataset.
+    """
     ds = data.dataset
     was_training = model.training
     with torch.no_grad():
         shape = tuple(model.eval()(ds.val.x[:2].to(runtime.device)).shape)
     model.train(was_training)
+    if what == "teacher" and len(shape) == 2 and shape[1] != ds.num_classes:  # as the CLI says of a checkpoint
+        raise class_count_error("teacher", "(your nn.Module)", shape[1], ds)
     if shape != (min(2, len(ds.val)), ds.num_classes):
         raise UserError(f"{what}: the model maps inputs {tuple(ds.val.x[:2].shape)} to {shape}, not to logits "
                         f"(N, {ds.num_classes}) for {ds.num_classes} classes")
-    return model, identity
 
 
 class _StderrLines(logging.StreamHandler):  # type: ignore[type-arg]
@@ -275,6 +288,7 @@ def score_curriculum(teacher: nn.Module, data: Data, *, out: str | os.PathLike[s
     runtime = resolve_runtime(cfg)
     cur_cfg = resolve_curriculum(cfg)
     teacher = runtime.prepare(teacher).eval()
+    _check_classes(teacher, data, runtime, "teacher")
     identity = {**curriculum_identity(cfg, _weights_digest(teacher), precision(runtime)), "data": data.identity}
     paths, train = RunPaths.under(Path(out)), data.dataset.student_train
     check_outputs(paths.outputs([]))
@@ -329,6 +343,7 @@ def train_student(model: ModelLike, data: Data, *, variant: str, out: str | os.P
     if needs_teacher(v):
         assert teacher is not None
         teacher = runtime.prepare(teacher).eval()
+        _check_classes(teacher, data, runtime, "teacher")
         signal, digest = teacher_signal_mode(cfg), _weights_digest(teacher)
     identity = {**student_identity(cfg, variant, v, teacher_digest=digest, curriculum_digest=curriculum_digest(cur) if cur else None,
                                    signal=signal, precision=precision(runtime)), "data": data.identity, "model": model_id}

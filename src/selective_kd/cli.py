@@ -278,6 +278,10 @@ def resolve_plugins(names: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # OpenMP threads that wait for work sleep instead of spinning: on a shared machine a spinning
+    # thread holds a core another process needs, and a step waits for its slowest thread
+    # (benchmarks/RESULTS.md, "A busy machine"). Read once, when torch loads; a user's own value wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = parse_args(argv)
     try:
         return dispatch(args)

@@ -12,6 +12,7 @@ generators seeded by (seed, epoch), never from global state).
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import sys
@@ -208,6 +209,17 @@ def make_optimizer(model: nn.Module, stage: StageConfig, objective: object = Non
     )
 
 
+def _under_training_kernels(train: Callable[..., list[dict[str, Any]]]) -> Callable[..., list[dict[str, Any]]]:
+    """Run ``fit`` with the CPU kernels its model may train with (``Runtime.training_kernels``: oneDNN or not)."""
+    @functools.wraps(train)
+    def wrapped(model: nn.Module, *args: Any, runtime: Runtime, **kwargs: Any) -> list[dict[str, Any]]:
+        with runtime.training_kernels(model):
+            return train(model, *args, runtime=runtime, **kwargs)
+
+    return wrapped
+
+
+@_under_training_kernels
 def fit(
     model: nn.Module,
     train: Split,
@@ -256,7 +268,7 @@ def fit(
                             f"delete it to start {desc} afresh") from None
         plan.load_state_dict(state.get("plan", {}))
         history, start = state["history"], state["epoch"]
-        changed = runtime_changes(state.get("runtime"), runtime_record(runtime))
+        changed = runtime_changes(state.get("runtime"), runtime_record(runtime, model))
         if changed:
             log.warning("%s: resuming from epoch %d of %d (%s since it was interrupted): numbers will not be "
                         "bit-identical to an uninterrupted run", desc, start, stage.epochs, changed)
@@ -322,7 +334,7 @@ def fit(
             save_checkpoint(ckpt_path, {
                 "identity": identity, "epoch": epoch + 1, "model": model.state_dict(),
                 "optimizer": opt.state_dict(), "history": history, "plan": plan.state_dict(),
-                "runtime": runtime_record(runtime),
+                "runtime": runtime_record(runtime, model),
                 "objective": objective.state_dict() if isinstance(objective, nn.Module) else {},
             })
             write_jsonl(out_dir / "metrics.jsonl", history)

@@ -2,13 +2,16 @@
 
 Three process-wide switches live here because each changes what a CPU computes:
 
-* **oneDNN** (``onednn``, off by default on CPUs). torch 2.13.0's oneDNN 3.12 writes out of
-  bounds in the weight gradient of a strided 1×1 convolution whose input has fewer
-  channels than one SIMD register holds (8 on AVX-512, 4 on AVX2) in channels_last, when
-  the batch is odd and more than one thread runs it (AVX-512; one thread is enough under
-  AVX2): the heap is corrupted ("double free or corruption", "free(): invalid next size",
-  a segfault, or a hang in malloc). That is the downsample convolution of a ResNet-18 at
-  width 0.0625-0.125. With oneDNN off, ATen's own convolutions run instead (both layouts).
+* **oneDNN** (``onednn``). torch 2.13.0's oneDNN 3.12 writes out of bounds in the weight
+  gradient of a strided 1×1 convolution whose input has fewer channels than one SIMD
+  register holds (below 16 on AVX-512, below 8 on AVX2) in channels_last, when the batch
+  is odd and more than one thread runs it (AVX-512; one thread is enough under AVX2): the
+  heap is corrupted ("double free or corruption", "free(): invalid next size", a segfault,
+  or a hang in malloc). That is the downsample convolution of a ResNet-18 at width
+  0.0625-0.125. By default (``onednn: null``) a model that has such a convolution trains
+  with oneDNN off (ATen's own convolutions, either layout; :func:`onednn_unsafe`), every
+  other model and every forward-only pass keep oneDNN, which is 2-6× faster on the CPU
+  (benchmarks/RESULTS.md); ``onednn: false`` turns it off everywhere, ``true`` keeps it on.
 * **threads**. The default is the cores this process may run on (its CPU affinity), never
   more; ``threads: N`` fixes it. Results are bit-identical only at one thread count.
 * **deterministic** (strict mode): ``torch.use_deterministic_algorithms(True)`` and one
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +53,7 @@ class Runtime:
     channels_last: bool
     compile: bool | str  # False, True (torch.compile's default mode) or a torch.compile mode name
     dist: Dist = Dist()  # this process's rank under torchrun; a single process by default
-    onednn: bool = False  # oneDNN convolutions on the CPU (see the module docstring)
+    onednn: bool | None = None  # oneDNN on the CPU: None = off only to train a model it would crash on
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) was set
     threads: int = 0  # torch intra-op threads (0: not set by us; runtime_record reads torch)
 
@@ -65,6 +70,43 @@ class Runtime:
     def prepare(self, model: nn.Module) -> nn.Module:
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def onednn_for(self, model: nn.Module) -> bool:
+        """Whether training ``model`` uses oneDNN: as configured, or (auto) unless it has a convolution oneDNN crashes on."""
+        if self.onednn is not None:
+            return self.onednn
+        return self.device.type == "cpu" and not onednn_unsafe(model)
+
+    @contextmanager
+    def training_kernels(self, model: nn.Module) -> Iterator[None]:
+        """oneDNN on or off while ``model`` trains (:meth:`onednn_for`), as it was afterwards.
+
+        Decided by the model alone, never by what ran before in the process, so a stage's
+        numbers do not depend on the order of stages in a grid.
+        """
+        before, threads = torch.backends.mkldnn.enabled, torch.get_num_threads()
+        on_cpu = self.device.type == "cpu"
+        torch.backends.mkldnn.enabled = self.onednn_for(model) if on_cpu else before
+        # ATen's own convolutions hang in backward with 2 threads on such a model (ResNet-18 at
+        # width 0.125, 16×16, batch 32): the models oneDNN is turned off for train on one thread.
+        if on_cpu and self.onednn is None and not torch.backends.mkldnn.enabled:
+            torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.backends.mkldnn.enabled = before
+            torch.set_num_threads(threads)
+
+
+#: Below this many input channels a strided 1×1 convolution's weight gradient is not safe in
+#: oneDNN 3.12 (one AVX-512 register of fp32; AVX2 holds 8, so 16 covers both ISAs).
+ONEDNN_MIN_CHANNELS = 16
+
+
+def onednn_unsafe(model: nn.Module) -> bool:
+    """``model`` has a strided 1×1 convolution on fewer than :data:`ONEDNN_MIN_CHANNELS` channels."""
+    return any(isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.stride != (1, 1)
+               and m.in_channels // m.groups < ONEDNN_MIN_CHANNELS for m in model.modules())
 
 
 def usable_cores() -> int:
@@ -98,8 +140,8 @@ def resolve_runtime(cfg: Config) -> Runtime:
     # channels_last by default on GPUs (tensor cores), not on CPUs (it was the layout of the
     # oneDNN heap corruption above; ATen's CPU convolutions gain nothing from it).
     channels_last = on_gpu if cfg.channels_last is None else cfg.channels_last
-    onednn = bool(cfg.onednn)
-    torch.backends.mkldnn.enabled = onednn  # process-wide; set on every resolution so runs never inherit it
+    onednn = cfg.onednn
+    torch.backends.mkldnn.enabled = onednn is not False  # forward passes; training: Runtime.training_kernels
     threads = cfg.threads or (DETERMINISTIC_THREADS if cfg.deterministic else min(torch.get_num_threads(), usable_cores()))
     if threads != torch.get_num_threads():
         torch.set_num_threads(threads)
@@ -122,8 +164,8 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
-def runtime_record(runtime: Runtime) -> dict[str, Any]:
-    """How a run computed: kept in checkpoints and result.json, compared on resume and reuse.
+def runtime_record(runtime: Runtime, model: nn.Module | None = None) -> dict[str, Any]:
+    """How a run computed (training ``model``): kept in checkpoints and result.json, compared on resume and reuse.
 
     Precision is part of a run's identity; these may change on resume, and when one of
     :data:`NUMERIC_KEYS` does, the numbers are no longer bit-identical to one uninterrupted run.
@@ -131,11 +173,11 @@ def runtime_record(runtime: Runtime) -> dict[str, Any]:
     on_gpu = runtime.device.type == "cuda"
     return {
         "device": runtime.device.type,
-        "device_model": torch.cuda.get_device_name(runtime.device) if on_gpu else cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "device_model": str(torch.cuda.get_device_name(runtime.device)) if on_gpu else cpu_model(),
+        "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "threads": torch.get_num_threads(),
         "channels_last": runtime.channels_last,
-        "onednn": runtime.onednn,
+        "onednn": runtime.onednn_for(model) if model is not None and not on_gpu else runtime.onednn,
         "deterministic": runtime.deterministic,
         "compile": runtime.compile,
         "torch": str(torch.__version__),  # a TorchVersion object would not load with weights_only
@@ -147,5 +189,5 @@ def runtime_changes(before: Any, now: dict[str, Any]) -> str:
     """``"threads 2 → 1, ..."`` for the keys that change numbers; empty when none did (or none recorded)."""
     if not isinstance(before, dict):
         return ""
-    changed = [k for k in NUMERIC_KEYS if k in before and k in now and before[k] != now[k]]
+    changed = [k for k in NUMERIC_KEYS if k in before and now.get(k) is not None and before[k] != now[k]]
     return ", ".join(f"{k} {before[k]} → {now[k]}" for k in changed)

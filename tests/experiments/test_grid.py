@@ -304,3 +304,40 @@ def test_sweep_makes_run_folders_per_value_and_shares_the_teacher(tmp_path: Path
     with open(out / "results.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert {(r["sweep"], r["model"]) for r in rows} >= {("temperature=4", "kd"), ("temperature=2", "unguided")}
+
+
+@pytest.mark.parametrize("override, total", [
+    ("seeds=1000000", "6,000,000"),
+    ("seeds=1000000000000", "6,000,000,000,000"),
+    ("sweep.distill.temperature=[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]", None),
+])
+def test_a_grid_too_large_to_plan_is_refused_at_once_with_its_size(tmp_path: Path, override: str, total: str | None) -> None:
+    import subprocess
+
+    args = [override] if total else [override, "seeds=100"]  # 20 settings × 100 seeds × 6 variants = 12,000
+    proc = subprocess.run([sys.executable, "-m", "selective_kd", "grid", "--out", str(tmp_path / "g"), *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert f"= {total or '12,000'} student runs; one grid plans at most 10,000" in proc.stderr
+    assert not (tmp_path / "g").exists()
+
+
+def test_a_job_killed_by_a_signal_is_reported_by_the_signal_name_and_not_as_a_user_error(tmp_path: Path) -> None:
+    """A crash in native code (SIGSEGV) names the signal, so the summary says what happened; it is retried."""
+    import signal
+    import subprocess
+    import time
+
+    from selective_kd.experiments.grid.executors import SubprocessExecutor, _Child
+    from selective_kd.experiments.grid.jobs import Job
+
+    log = tmp_path / "job.log"
+    log.write_text("=== a: attempt 1 ===\n")
+    job = Job(id="a", kind="student", config={}, out=str(tmp_path), teacher_dir="", curriculum="", log=str(log),
+              dataset="digits", sweep={})
+    proc = subprocess.Popen([sys.executable, "-c", f"import os; os.kill(os.getpid(), {int(signal.SIGSEGV)})"])
+    proc.wait()
+    outcome = SubprocessExecutor._outcome(_Child(job, proc, time.perf_counter(), 0))
+    assert not outcome.ok and not outcome.user_error
+    assert outcome.error == f"killed by signal SIGSEGV ({int(signal.SIGSEGV)})"

@@ -287,6 +287,8 @@ def check(cfg: Config) -> None:
         as_is = stage_name == "teacher" and cfg.teacher.pretrained is not None and stage.epochs == 0
         need(stage.epochs >= 1 or as_is, f"config key '{stage_name}.epochs': must be at least 1"
              + (" (0 uses teacher.pretrained as it is, when one is given)" if stage_name == "teacher" else ""))
+        need(stage.epochs <= MAX_EPOCHS, f"config key '{stage_name}.epochs': {stage.epochs} epochs cannot run "
+             f"(training plans every epoch before the first); give at most {MAX_EPOCHS:,}")
         need(stage.lr > 0, f"config key '{stage_name}.lr': must be positive")
         need(stage.width > 0, f"config key '{stage_name}.width': must be positive")
         need(0 <= stage.warmup_epochs < stage.epochs or stage.warmup_epochs == 0,
@@ -331,6 +333,7 @@ def _check_eskd_takd(cfg: Config, need: Callable[[bool, str], None]) -> None:
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 MAX_SEED = 2**63 - 1  # torch.manual_seed and numpy take a 64-bit seed
+MAX_EPOCHS = 100_000  # a stage's epochs; the engine lists each epoch's steps before training
 
 
 def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
@@ -344,6 +347,8 @@ def _check_ranges(cfg: Config, need: Callable[[bool, str], None]) -> None:
         need(0 <= seed <= MAX_SEED, f"config key {key!r}: must be between 0 and 2**63-1, got {seed}")
     need(_DEVICE.fullmatch(cfg.device) is not None,
          f"config key 'device': {cfg.device!r} is not supported: use auto, cpu, cuda or cuda:N (e.g. cuda:0)")
+    need(cfg.threads is None or 1 <= cfg.threads <= 4096,
+         f"config key 'threads': {cfg.threads} is not a thread count; give 1 or more, or null for the cores this process may use")
     for stage_name, stage in _stages(cfg):
         need(0 <= stage.momentum < 1, f"config key '{stage_name}.momentum': must be in [0, 1), got {stage.momentum}")
         need(stage.weight_decay >= 0, f"config key '{stage_name}.weight_decay': must be >= 0, got {stage.weight_decay}")

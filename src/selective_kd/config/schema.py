@@ -161,9 +161,10 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     channels_last: bool | None = None  # None: on GPUs, off on CPUs (see engine.resolve_runtime)
-    # oneDNN (mkldnn) CPU convolutions. Off by default: torch 2.13's oneDNN 3.12 writes out of bounds
-    # in the weight gradient of narrow strided 1x1 convolutions (see engine.resolve_runtime); true asks for it.
-    onednn: bool = False
+    # oneDNN (mkldnn) CPU kernels. null: off only while training a model with a strided 1x1 convolution on
+    # fewer than 16 channels, whose weight gradient torch 2.13's oneDNN 3.12 computes out of bounds
+    # (runtime.py); false: off everywhere; true: on everywhere
+    onednn: bool | None = None
     # true: torch.use_deterministic_algorithms(True) and a fixed thread count (`threads`, default 1),
     # so a run repeats bit for bit on any machine with the same CPU kind and torch (runtime.py)
     deterministic: bool = False

@@ -30,7 +30,7 @@ from selective_kd.reading import open_regular
 if TYPE_CHECKING:
     from selective_kd.config import Config
 
-__all__ = ["load_arrays"]
+__all__ = ["check_arrays", "load_arrays"]
 
 _REQUIRED = ("x_train", "y_train")
 _OPTIONAL = ("x_test", "y_test", "classes")
@@ -65,24 +65,34 @@ def load_arrays(path: str | os.PathLike[str]) -> RawData:
             why = "it holds Python objects (pickles), which are never loaded: store numbers and strings only"
         raise UserError(f"{path} is not a readable .npz archive ({why})") from exc
 
-    x_train = _images(path, "x_train", data["x_train"])
-    y_train = _labels(path, "y_train", data["y_train"], len(x_train))
-    x_test = y_test = None
-    if "x_test" in data:
-        x_test = _images(path, "x_test", data["x_test"])
-        y_test = _labels(path, "y_test", data["y_test"], len(x_test))
+    return check_arrays(path, data["x_train"], data["y_train"], data.get("x_test"), data.get("y_test"), data.get("classes"))
+
+
+def check_arrays(where: str | os.PathLike[str], x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray | None,
+                 y_test: np.ndarray | None, classes: np.ndarray | None) -> RawData:
+    """Images, labels and class names checked as every source of data is: an .npz here, tensors in the API.
+
+    One check for both, so ``skd.tensors`` refuses what ``data.root=FILE.npz`` refuses, in the
+    same words (``where`` names the file, or the API call).
+    """
+    path = Path(where)
+    x_train = _images(path, "x_train", x_train)
+    y_train = _labels(path, "y_train", y_train, len(x_train))
+    if x_test is not None:
+        x_test = _images(path, "x_test", x_test)
+        y_test = _labels(path, "y_test", y_test if y_test is not None else np.zeros(0, np.int64), len(x_test))
         if x_test.shape[1:] != x_train.shape[1:]:
             raise UserError(f"{path}: x_test images are {x_test.shape[1:]} (C×H×W) but x_train images are {x_train.shape[1:]}: they must match")
-    classes = _classes(path, data.get("classes"), y_train)
+    names = _classes(path, classes, y_train)
     if np.unique(y_train).size < 2:
         raise UserError(f"{path}: y_train holds a single class ({int(y_train[0])}): a classifier needs at least two")
     if y_test is not None:
         only = np.setdiff1d(np.unique(y_test), np.unique(y_train))
         if only.size:
             label = int(only[0])
-            name = f" {classes[label]!r}" if label < len(classes) else ""
+            name = f" {names[label]!r}" if label < len(names) else ""
             raise UserError(f"{path}: class{name} (label {label}) is in y_test but never in y_train: it cannot be learned")
-    return RawData(x_train, y_train, classes, x_test, y_test)
+    return RawData(x_train, y_train, names, x_test, y_test)
 
 
 #: Labels are 0..K-1 with K at most this (ImageNet-21k has 21,841 classes); a larger label is a mistake

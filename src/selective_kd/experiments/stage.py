@@ -120,7 +120,7 @@ def _drop_stale_code(files: StageFiles, identity: dict[str, Any]) -> None:
 def finish_stage(files: StageFiles, model: nn.Module, meta: dict[str, Any], result: dict[str, Any], runtime: Runtime) -> dict[str, Any]:
     if runtime.dist.is_main:
         save_checkpoint(files.model, {**meta, "state_dict": {k: v.cpu() for k, v in model.state_dict().items()}})
-        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime)}
+        result = {**result, "model_sha256": file_digest(files.model), "runtime": runtime_record(runtime, model)}
         write_json(files.result, result)
         files.last.unlink(missing_ok=True)  # model.pt holds the weights; the optimiser is no longer needed
     barrier()
@@ -149,14 +149,17 @@ def read_teacher_checkpoint(path: Path, what: str = "teacher") -> dict[str, Any]
     return load_checkpoint(path, MODEL_FIELDS, f"{what} checkpoint", fix)
 
 
+def class_count_error(what: str, source: str, predicted: Any, data: Dataset) -> UserError:
+    """A model whose class count is not the data's: one message for the CLI (checkpoints) and the API (modules)."""
+    return UserError(f"{what} {source} predicts {predicted} classes but {data.name} has {data.num_classes}: "
+                     f"use a {what} trained on this dataset")
+
+
 def load_model(path: Path, data: Dataset, runtime: Runtime, what: str = "teacher") -> tuple[nn.Module, dict[str, Any]]:
     """A finished stage's model, checked against the dataset it will see."""
     ckpt = read_teacher_checkpoint(path, what)
     if ckpt["num_classes"] != data.num_classes:
-        raise UserError(
-            f"{what} checkpoint {path} predicts {ckpt['num_classes']} classes but {data.name} has "
-            f"{data.num_classes}: use a {what} trained on this dataset"
-        )
+        raise class_count_error(what, f"checkpoint {path}", ckpt["num_classes"], data)
     if ckpt["in_channels"] != data.in_channels:
         raise UserError(f"{what} checkpoint {path} takes {ckpt['in_channels']} input channels, {data.name} has {data.in_channels}")
     model = build_recorded(ckpt, f"{what} checkpoint {path}")

@@ -32,10 +32,10 @@ the exit status is 2. To keep both, give the new grid another ``--out``; to redo
 the folders named.
 
 *Executors* (``executors``, ``cluster``). In-process (``--jobs 1``), child processes
-(``--jobs N``, ``cpu_count // N`` torch threads each) or Ray (``--ray``: one task per job
+(``--jobs N``, ``cores // N`` torch threads each, the cores this process may use) or Ray (``--ray``: one task per job
 with ``--cpus-per-run``/``--gpus-per-run``). On a CPU a run's numbers are reproducible at
 a given number of torch threads, not across thread counts, so ``--jobs 2`` matches a
-sequential grid run at ``cpu_count // 2`` threads.
+sequential grid run at ``cores // 2`` threads.
 
 *Scheduling* (``schedule``). Teachers, then curricula (in this process locally, as Ray
 tasks on Ray), then students. A job whose teacher or curriculum failed is reported failed

@@ -3,7 +3,8 @@
 In-process (``--jobs 1``) runs with this process's torch threads, as ``selective-kd run``
 does, so a sequential grid reproduces its runs exactly. Child processes (``--jobs N``)
 are fresh ``python -m selective_kd.experiments.grid`` per job: each has its own memory,
-a crash or OOM takes down only that job, and each uses ``cpu_count // N`` torch threads.
+a crash or OOM takes down only that job, and each uses ``cores // N`` torch threads (the cores
+this process may use), so N jobs never run more threads than there are cores.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,6 +23,7 @@ from typing import Protocol
 
 from selective_kd.experiments.grid.jobs import Job
 from selective_kd.experiments.grid.worker import USER_ERROR_STATUS, WORKER_MODULE, Outcome, run_logged
+from selective_kd.runtime import usable_cores
 
 
 class Executor(Protocol):
@@ -69,7 +72,7 @@ class SubprocessExecutor:
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
-        self.threads = max(1, (os.cpu_count() or 1) // slots)
+        self.threads = max(1, usable_cores() // slots)  # N jobs share the cores, never oversubscribe them
         self._children: list[_Child] = []
 
     def _env(self) -> dict[str, str]:
@@ -115,7 +118,7 @@ class SubprocessExecutor:
         with open(child.job.log, encoding="utf-8", errors="replace") as fh:
             fh.seek(child.log_offset)
             errors = [line[len("error: "):].strip() for line in fh if line.startswith("error: ")]
-        reason = errors[-1] if errors else (f"killed by signal {-code}" if code < 0 else f"exit status {code}")
+        reason = errors[-1] if errors else (f"killed by signal {_signal_name(-code)}" if code < 0 else f"exit status {code}")
         return Outcome(False, seconds, reason, user_error=code == USER_ERROR_STATUS and bool(errors))
 
     def close(self) -> None:
@@ -124,3 +127,11 @@ class SubprocessExecutor:
         for child in self._children:
             child.proc.wait()
         self._children = []
+
+
+def _signal_name(number: int) -> str:
+    """``SIGSEGV (11)``: what a crash in native code looks like in the grid's summary."""
+    try:
+        return f"{signal.Signals(number).name} ({number})"
+    except ValueError:
+        return str(number)

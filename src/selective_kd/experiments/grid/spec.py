@@ -6,6 +6,7 @@ starts, so a typo in the last override never costs the runs before it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,9 @@ from selective_kd.config import Config, config_from_dict, load_config, parse_ove
 from selective_kd.errors import UserError
 
 DEFAULT_SEEDS = 3
+#: Student runs one grid may plan. Each is a config checked and a folder planned before
+#: anything starts; far more could never run and would take minutes (or all memory) to plan.
+MAX_RUNS = 10_000
 AXES = ("seeds", "datasets", "variants", "teacher_seeds")
 SWEEP_PREFIX = "sweep."
 #: Keys a sweep may not name, and the axis to use instead.
@@ -54,14 +58,24 @@ def build_spec(config: Path | None, overrides: Sequence[str], plugins: Sequence[
     base = load_config(config, plain, list(plugins))
     variants = _names("variants", axes.get("variants", base.distill.variants))
     base = with_values(base, {"distill.variants": variants})
-    return GridSpec(
-        base=base,
-        datasets=_names("datasets", axes.get("datasets", base.grid.datasets or [base.dataset])),
-        seeds=_seeds(axes.get("seeds", base.grid.seeds if base.grid.seeds is not None else DEFAULT_SEEDS), base.seed),
-        variants=variants,
-        sweeps=sweeps,
-        teacher_seeds=_teacher_seeds(axes.get("teacher_seeds", base.grid.teacher_seeds), base.seed),
-    )
+    datasets = _names("datasets", axes.get("datasets", base.grid.datasets or [base.dataset]))
+    seeds_value = axes.get("seeds", base.grid.seeds if base.grid.seeds is not None else DEFAULT_SEEDS)
+    teacher_seeds = _teacher_seeds(axes.get("teacher_seeds", base.grid.teacher_seeds), base.seed)
+    _check_size(datasets, seeds_value, variants, sweeps, len(teacher_seeds or [None]))
+    return GridSpec(base=base, datasets=datasets, seeds=_seeds(seeds_value, base.seed), variants=variants, sweeps=sweeps,
+                    teacher_seeds=teacher_seeds)
+
+
+def _check_size(datasets: list[str], seeds: Any, variants: list[str], sweeps: dict[str, list[Any]], teachers: int = 1) -> None:
+    """Refuse, before anything is planned, a grid of more than :data:`MAX_RUNS` student runs, naming its size."""
+    n_seeds = seeds if isinstance(seeds, int) and not isinstance(seeds, bool) else len(seeds) if isinstance(seeds, list) else 1
+    settings = math.prod(len(v) for v in sweeps.values())
+    total = len(datasets) * settings * teachers * max(1, n_seeds) * len(variants)
+    if total > MAX_RUNS:
+        parts = [f"{len(datasets)} dataset(s)", f"{settings} swept setting(s)", *([f"{teachers} teacher(s)"] if teachers > 1 else []),
+                 f"{n_seeds} seed(s)", f"{len(variants)} variant(s)"]
+        raise UserError(f"grid: {' × '.join(parts)} = {total:,} student runs; one grid plans at most {MAX_RUNS:,}: "
+                        "split it into several grids (e.g. seeds=[0,1,2] in one, seeds=[3,4,5] in the next)")
 
 
 def with_values(cfg: Config, values: dict[str, Any]) -> Config:
