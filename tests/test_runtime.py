@@ -137,6 +137,7 @@ def test_the_default_settings_twice_give_the_same_weights_bit_for_bit(tmp_path: 
     student = json.loads((tmp_path / "a" / "students" / "kd-cl-sr" / "result.json").read_text())["runtime"]
     assert teacher["onednn"] is True and student["onednn"] is False  # 32 channels; 8 into a strided 1×1
     assert teacher["channels_last"] is False and teacher["threads"] >= 1 and teacher["torch"] == torch.__version__
+    assert student["train_threads"] == 1 and teacher["train_threads"] == teacher["threads"]  # what each trained on
 
 
 @pytest.mark.slow

@@ -171,7 +171,7 @@ def runtime_record(runtime: Runtime, model: nn.Module | None = None) -> dict[str
     :data:`NUMERIC_KEYS` does, the numbers are no longer bit-identical to one uninterrupted run.
     """
     on_gpu = runtime.device.type == "cuda"
-    return {
+    record = {
         "device": runtime.device.type,
         "device_model": str(torch.cuda.get_device_name(runtime.device)) if on_gpu else cpu_model(),
         "cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
@@ -183,6 +183,12 @@ def runtime_record(runtime: Runtime, model: nn.Module | None = None) -> dict[str
         "torch": str(torch.__version__),  # a TorchVersion object would not load with weights_only
         "world": runtime.dist.world,
     }
+    if model is not None and not on_gpu:
+        # ``threads`` is the process's count (what a reuse compares); a model oneDNN is turned off
+        # for trains on one thread whatever that count is (training_kernels), and the record says so.
+        forced = runtime.onednn is None and not runtime.onednn_for(model)
+        record["train_threads"] = 1 if forced else torch.get_num_threads()
+    return record
 
 
 def runtime_changes(before: Any, now: dict[str, Any]) -> str:
