@@ -41,7 +41,7 @@ def test_unknown_components_and_parameters_are_one_line_errors(tmp_path: Path, c
     cases = [
         ("distill.custom_variants={x: {pacing: lin}}", "unknown pacing function 'lin', choose one of none, linear"),
         ("distill.custom_variants={x: {pacing: linear, pacing_params: {c: 1}}}", "takes no such parameter (allowed: a, b)"),
-        ("distill.custom_variants={x: {pacing: linear, pacing_params: {a: 0}}}", "pacing_params.a': must be positive"),
+        ("distill.custom_variants={x: {pacing: linear, pacing_params: {a: 0}}}", "pacing_params.a': must be a fraction of training from"),
         ("distill.custom_variants={x: {policy: selectiv}}", "unknown λ policy 'selectiv'"),
         ("distill.custom_variants={x: {policy: constant, policy_params: {lam: 1.5}}}", "λ must be in [0, 1]"),
         ("distill.custom_variants={x: {loss: kl}}", "unknown loss 'kl', choose one of kd, mse, dkd"),

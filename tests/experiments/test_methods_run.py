@@ -83,7 +83,7 @@ def test_an_interrupted_ctkd_student_resumes_to_the_uninterrupted_numbers(tmp_pa
     drop = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
     assert drop(_metrics(whole / "students/ctkd")) == drop(_metrics(stage))
     temps = [m["train_temperature"] for m in _metrics(stage)]
-    assert len(temps) == 3 and temps[-1] != temps[0]  # logged every epoch; θ moves (slowly: the reversal starts near 0)
+    assert len(temps) == 3 and len(set(temps)) > 1  # logged every epoch; θ moves (slowly: the reversal starts near 0)
 
 
 def test_ctkd_with_a_method_without_temperature_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
