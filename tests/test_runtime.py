@@ -146,3 +146,16 @@ def test_a_result_reused_under_another_thread_count_says_so(tmp_path: Path, capl
     proc = _teacher(tmp_path / "r", "threads=2")
     assert proc.returncode == 0, proc.stderr[-500:]
     assert "reusing a result made with threads 1 → 2" in proc.stderr
+
+
+def test_the_command_line_lets_waiting_openmp_threads_sleep() -> None:
+    """OMP_WAIT_POLICY=PASSIVE before torch loads (a spinning wait cost 9-29× per step on a busy
+    machine, benchmarks/RESULTS.md); a user's own value wins. Torch must not be loaded by then."""
+    code = ("import os, sys\nfrom selective_kd.cli import main\nassert 'torch' not in sys.modules\n"
+            "main(['components', 'losses'])\nprint(os.environ['OMP_WAIT_POLICY'])")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "PASSIVE", out.stderr[-500:]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**env, "OMP_WAIT_POLICY": "ACTIVE"}, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "ACTIVE", out.stderr[-500:]
