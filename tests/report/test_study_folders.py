@@ -40,7 +40,8 @@ PENDING_RERUN = frozenset({"digits-p1", "digits-p2", "digits-p3", "fashion-p1", 
 
 
 def study_folders() -> list[str]:
-    return sorted(p.parent.name for p in STUDY.glob("*/grid.json"))
+    """Every grid folder under study/, at any depth (round 2's sit in study/r2/)."""
+    return sorted(p.parent.relative_to(STUDY).as_posix() for p in STUDY.rglob("grid.json") if "runs" not in p.relative_to(STUDY).parts)
 
 
 def regenerate(folder: Path, out: Path, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
