@@ -21,7 +21,8 @@ grid() { "$SKD" grid --jobs "$JOBS" --quiet "$@"; }
 
 case "${1:-}" in
   sizing)
-    grid --config "$CFG/sizing.yaml" --out "$OUT/sizing" ;;
+    grid --config "$CFG/sizing.yaml" --out "$OUT/sizing"
+    "$SKD" report "$OUT/sizing" --quiet ;;   # the committed tables, paths relative to the repository
   tier-a)
     for block in "[0,1,2,3]" "[4,5,6,7]" "[8,9,10,11]"; do
       for r in "${REGIMES[@]}"; do

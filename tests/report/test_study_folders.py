@@ -102,8 +102,9 @@ def test_git_keeps_a_study_folders_results_and_ignores_its_weights() -> None:
     run = "study/p9/runs/fashion-mnist/seed0"
     kept = [f"{run}/students/kd/result.json", f"{run}/students/kd/metrics.jsonl", f"{run}/config.yaml",
             f"{run}/students/kd-cl-snap/curriculum.csv", "study/p9/shared/f-1/curriculum-2/curriculum.json",
-            "study/p9/shared/f-1/teacher/result.json", "study/p9/grid.json"]
+            "study/p9/shared/f-1/teacher/result.json", "study/p9/grid.json",
+            f"{run}/students/dist/result.json", f"{run}/students/build/metrics.jsonl"]  # variants named like build folders
     ignored = [f"{run}/students/kd/model.pt", f"{run}/students/kd/last.pt", "study/p9/shared/f-1/teacher/cache/x.npy",
-               "study/p9/logs/kd.log", "runs/digits/students/kd/result.json"]
+               "study/p9/logs/kd.log", "runs/digits/students/kd/result.json", "dist/x.whl", "build/lib/x.py"]
     got = subprocess.run(["git", "check-ignore", "--no-index", *kept, *ignored], cwd=REPO, capture_output=True, text=True)
     assert got.stdout.split() == ignored
