@@ -14,17 +14,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from selective_kd.models.resnet import BasicBlock, _conv1x1, _conv3x3
+from selective_kd.models.resnet import BasicBlock, _conv1x1, _conv3x3, init_weights
 from selective_kd.models.table import MODELS
-
-
-def _init(model: nn.Module) -> None:
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 class CifarResNet(nn.Module):
@@ -44,7 +35,7 @@ class CifarResNet(nn.Module):
         self.layer3 = self._stage(channels[3], n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(channels[3], num_classes)
-        _init(self)
+        init_weights(self)
 
     def _stage(self, width: int, blocks: int, stride: int) -> nn.Sequential:
         downsample = None
@@ -109,7 +100,7 @@ class WideResNet(nn.Module):
         self.relu = nn.ReLU(inplace=True)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3], num_classes)
-        _init(self)
+        init_weights(self)
         nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:

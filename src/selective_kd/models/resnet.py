@@ -109,12 +109,7 @@ class ResNet(nn.Module):
         self.layer4 = self._make_layer(block, widths[3], layers[3], stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3] * block.expansion, num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def _make_layer(
         self, block: type[BasicBlock] | type[Bottleneck], width: int, blocks: int, stride: int
@@ -162,3 +157,13 @@ def _builder(name: str) -> ModelBuilder:
 
 for _name in SPECS:
     MODELS.register(_name, params=dict(STAGE_KEYS))(_builder(_name))
+
+
+def init_weights(model: nn.Module) -> None:
+    """He (fan-out) convolutions, BatchNorm at scale 1 and shift 0: torchvision's ResNet init, shared by every ResNet here."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
