@@ -19,6 +19,21 @@ TIER_B_P1="[unguided,kd,kd-cl,kd-cl-sr,kd-cl-srmean,kd-cl-srshuf,kd-cl-inv,kd-cl
 
 grid() { "$SKD" grid --jobs "$JOBS" --quiet "$@"; }
 
+# The short regime's teachers and scorers are clean's (same identity: only the students' epochs
+# differ), and P1's teachers are P3's (the scorer is not part of the teacher). Copying clean-p3's
+# shared folder in lets the stage find them finished with these very settings and reuse them
+# instead of training them again; what differs (P1's curriculum) is computed there.
+share_clean() {
+  local dest="$OUT/$1" src="$OUT/${1%-p*}-p3" d
+  case "$1" in short-*) src="$OUT/clean-p3" ;; esac
+  if [ "$src" = "$dest" ] || [ ! -d "$src/shared" ]; then return 0; fi
+  for d in "$src"/shared/*/; do
+    mkdir -p "$dest/shared/$(basename "$d")"
+    if [ "${1#short-}" = "p3" ]; then cp -rn "$d". "$dest/shared/$(basename "$d")/"   # teacher and scorers
+    else cp -rn "$d"teacher "$d"config.yaml "$dest/shared/$(basename "$d")/"; fi      # the teacher only
+  done
+}
+
 case "${1:-}" in
   sizing)
     grid --config "$CFG/sizing.yaml" --out "$OUT/sizing"
@@ -26,6 +41,7 @@ case "${1:-}" in
   tier-a)
     for block in "[0,1,2,3]" "[4,5,6,7]" "[8,9,10,11]"; do
       for r in "${REGIMES[@]}"; do
+        share_clean "$r-p3"
         grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_A" "teacher_seeds=$block"
       done
     done ;;
@@ -33,6 +49,7 @@ case "${1:-}" in
     grep -q '^    best-cl:' "$CFG/base.yaml" || { echo "study-r2: define best-cl and best-cl-sr in $CFG/base.yaml (the sizing check picks the method) first" >&2; exit 2; }
     for r in "${REGIMES[@]}"; do
       grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
+      share_clean "$r-p1"
       grid --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
     done ;;
   report)
