@@ -53,7 +53,14 @@ case "${1:-}" in
       grid --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
     done ;;
   report)
-    for d in "$OUT"/*-p1 "$OUT"/*-p3; do [ -d "$d" ] && "$SKD" report "$d" --quiet --margin 1; done ;;
+    # The plan's margin (±1 pp) and registered families; report-args keeps them beside the tables,
+    # so tests/report/test_study_folders.py regenerates each folder with the same options.
+    for d in "$OUT"/*-p1 "$OUT"/*-p3; do
+      [ -f "$d/grid.json" ] || continue
+      echo "--margin 1 --families $OUT/families-${d##*-}.yaml" > "$d/report-args"
+      # shellcheck disable=SC2046  # the options are words
+      "$SKD" report "$d" --quiet $(cat "$d/report-args")
+    done ;;
   *)
     echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report" >&2; exit 2 ;;
 esac

@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--margin", type=float, default=None, metavar="PP",
                    help="equivalence margin in accuracy points, declared in advance (e.g. 1): adds one Holm family per "
                         "protocol with nested tests, TOST against ±PP and minimum detectable effects to results.md")
+    p.add_argument("--families", type=Path, default=None, metavar="FILE",
+                   help="with --margin: test exactly the comparison families a study registered in this YAML file "
+                        "(families: {name: {label: [variant, reference]}}), each one Holm family, instead of every variant "
+                        "against kd and unguided")
     p.set_defaults(free_words="runs")
     p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy, loss and temperature (plugins included)")
     p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses, temperatures)")
@@ -180,9 +184,16 @@ def dispatch(args: argparse.Namespace) -> int:
         check_grid_complete(args.runs)
         if args.margin is not None and not (0 < args.margin < 100):
             raise UserError(f"--margin {args.margin:g}: give the equivalence margin in accuracy points, e.g. --margin 1")
+        families = None
+        if args.families is not None:
+            if args.margin is None:
+                raise UserError("--families needs --margin PP: the equivalence margin the families were registered with")
+            from selective_kd.report.families import read_families
+
+            families = read_families(args.families)
         written: list[Path] = []
         margin = None if args.margin is None else args.margin / 100
-        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin)
+        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin, families=families)
         print(text)
         figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")

@@ -59,3 +59,15 @@ def test_a_clean_run_has_no_noise_section(tmp_path: Path) -> None:
     write_curriculum(run / "curriculum.csv", Curriculum(cur.scores, cur.order))
     write_report([run], tmp_path / "report")
     assert "Label noise" not in (tmp_path / "report" / "results.md").read_text()
+
+def test_several_teachers_curricula_get_their_mean_and_sd() -> None:
+    # AUROC 0.75 (hand-made) and 1.0 (the same samples with only sample 5 flipped: it ranks last) → mean 0.875,
+    # sample sd |1.0 − 0.75| / √2 = 0.177.
+    cur = _hand_made()
+    truth = cur.scores.label.clone()
+    truth[5] = 1 - truth[5]
+    only_last = Curriculum(cur.scores, cur.order, truth)
+    assert noise_auroc(only_last) == pytest.approx(1.0)
+    md = noise_markdown([(Path("t0/c/curriculum.csv"), cur, "crossfit"), (Path("t1/c/curriculum.csv"), only_last, "crossfit")])
+    assert md is not None and "| **mean ± sd over 2 curricula** | crossfit | | | **0.875 ± 0.177** |" in md
+    assert "mean ± sd" not in (noise_markdown([(Path("t0/c/curriculum.csv"), cur, "crossfit")]) or "")

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from selective_kd.report.families import Family
 
 FIGURE_LAMBDA = "figure_lambda.png"
 
 
 def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] | None = None,
-                 written: list[Path] | None = None, margin: float | None = None) -> str:
+                 written: list[Path] | None = None, margin: float | None = None,
+                 families: Sequence[Family] | None = None) -> str:
     """results.md, results.csv, Figures 1 and 3 and the λ figure for the given run folders.
 
     Returns Table 2 as text, followed by any warning the tables carry (a selective-
@@ -18,7 +22,9 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     written are appended to ``written`` when given, so a caller names only the figures
     that exist (a folder without per-epoch metrics gets none). ``margin`` (an accuracy
     fraction declared in advance) adds the protocol-family section with equivalence
-    tests and power (:func:`selective_kd.report.tables.results_markdown`). ``curricula`` are the curriculum.csv files to draw as
+    tests and power (:func:`selective_kd.report.tables.results_markdown`); ``families``
+    (registered in a study's plan, :mod:`selective_kd.report.families`) replaces that
+    section's family with exactly those. ``curricula`` are the curriculum.csv files to draw as
     Figure 1; by default those beside the runs or under their grid's ``shared/`` that the
     students read (:func:`selective_kd.report.runs.find_curricula`). Every file is read
     and every table computed before the first write, so a damaged result, curriculum or
@@ -35,7 +41,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     from selective_kd.report.tables import collect_results, render_tables, row_name
 
     rows = collect_results(run_dirs)
-    tables = render_tables(rows, margin)
+    tables = render_tables(rows, margin, families)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
     figures: list[tuple[Path, dict[str, list[Any]], str]] = []
     for dataset in datasets:

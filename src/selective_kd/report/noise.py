@@ -47,6 +47,7 @@ def noise_auroc(cur: Curriculum) -> float | None:
 def noise_markdown(loaded: Sequence[tuple[Path, Curriculum, str]]) -> str | None:
     """The report's section: one row per curriculum with flipped labels; None when there is none."""
     rows = []
+    aucs: dict[str, list[float]] = {}
     for path, cur, scorer in loaded:
         auc = noise_auroc(cur)
         if auc is None:
@@ -55,13 +56,19 @@ def noise_markdown(loaded: Sequence[tuple[Path, Curriculum, str]]) -> str | None
         flipped = int(cur.noisy.sum())
         where = "/".join(path.parent.parts[-2:])
         rows.append(f"| {where} | {scorer} | {len(cur.scores)} | {flipped} ({100 * flipped / len(cur.scores):.1f}%) | {auc:.3f} |")
+        aucs.setdefault(scorer, []).append(auc)
     if not rows:
         return None
+    for scorer, values in aucs.items():  # several teachers: the summary a study reports (mean ± sd over them)
+        if len(values) > 1:
+            rows.append(f"| **mean ± sd over {len(values)} curricula** | {scorer} | | | "
+                        f"**{np.mean(values):.3f} ± {np.std(values, ddof=1):.3f}** |")
     return "\n".join([
         "## Label noise: how well each curriculum finds the flipped labels", "",
         "| curriculum | scorer | samples | flipped | AUROC |", "|---|---|---|---|---|", *rows, "",
         "AUROC of each sample's position in the scorer's difficulty order (before class stratification: correct by "
         "confidence ↓, then wrong by confidence ↑) as a detector of the samples whose training label was flipped "
         "(`noisy` in curriculum.csv), by sklearn.metrics.roc_auc_score; 0.5 is chance, 1.0 ranks every flipped "
-        "sample after every clean one. One scoring per row, nothing averaged.", "",
+        "sample after every clean one. One scoring per row; with several curricula of one scorer (one per teacher), "
+        "a last row gives their mean and sample sd.", "",
     ])

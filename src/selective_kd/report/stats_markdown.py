@@ -178,11 +178,12 @@ def _note(
 
 
 def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float = 0.05, power: float = 0.8,
-                         percent: bool = True) -> str:
+                         percent: bool = True, labels: Sequence[str] | None = None) -> str:
     """One protocol's family (:func:`selective_kd.report.inference.analyse_protocol`) as a table and its note.
 
     Columns: comparison | unit (n) | Δ [CI] | sd | p | Holm p | TOST p | Holm TOST p |
     MDE | MDE at α/m | decision. Percent: Δ, sd, MDE and the margin in percentage points.
+    ``labels`` (one per result) prefix each comparison with its registered name, e.g. "C3".
     """
     results = list(results)
     if not results:
@@ -195,10 +196,13 @@ def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float 
     level = f"{(1 - alpha) * 100:g}%"
     lines = [f"| comparison | unit (n) | Δ{pp and ' (pp)'} [{level} CI] | sd | p | Holm p | TOST p | Holm TOST p | "
              f"MDE | MDE at α/m | decision |", "|" + "---|" * 11]
-    for c in results:
+    names = list(labels) if labels is not None else [""] * len(results)
+    if len(names) != len(results):
+        raise ValueError(f"{len(names)} labels for {len(results)} comparisons")
+    for c, label in zip(results, names):
         ci = "" if is_missing(c.ci_low) else f" [{num(c.ci_low, True)}, {num(c.ci_high, True)}]"
         decision = c.decision.replace("±m", f"±{num(margin)}{pp}")
-        lines.append(f"| {md_cell(c.variant)} − {md_cell(c.reference)} | {c.unit} ({c.n}) | {num(c.mean_diff, True)}{ci} | "
+        lines.append(f"| {md_cell(label) + ': ' if label else ''}{md_cell(c.variant)} − {md_cell(c.reference)} | {c.unit} ({c.n}) | {num(c.mean_diff, True)}{ci} | "
                      f"{num(c.sd)} | {fmt_p(c.p)} | {fmt_p(c.p_holm)} | {fmt_p(c.p_tost)} | {fmt_p(c.p_tost_holm)} | "
                      f"{num(c.mde)} | {num(c.mde_first_step)} | {decision} |")
     m = sum(1 for c in results if not is_missing(c.p))
@@ -210,7 +214,7 @@ def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float 
                  "its curriculum and the split fixed)")
     note = (f"Δ: variant − reference, mean of the unit-level differences, with its two-sided Student-t {level} "
             f"interval; unit {unit_text}; p: two-sided t-test; Holm p: Holm's step-down correction over all {m} "
-            f"comparisons of this protocol (one family); TOST p: two one-sided tests against the margin "
+            f"comparisons of this {'registered family' if labels is not None else 'protocol'} (one family); TOST p: two one-sided tests against the margin "
             f"±{num(margin)}{pp} declared in advance (the larger p), Holm-adjusted over the same {m}; MDE: the "
             f"smallest true Δ the two-sided test detects with {power:.0%} power at α = {alpha:g} at the observed sd "
             f"(noncentral t), and at α/m = {alpha / max(m, 1):.3g}, the first Holm step; decision at Holm p < {alpha:g}: "

@@ -14,12 +14,14 @@ from __future__ import annotations
 import csv
 import io
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from selective_kd.distill.variants import PAPER_NAMES
 from selective_kd.fileio import write_text
+from selective_kd.report.families import Family, families_markdown, teacher_level_markdown
 from selective_kd.report.claims import PAPER_CLAIMS, any_tested, claims_markdown, evaluate_claims
 from selective_kd.report.runs import CSV_COLUMNS, collect_results, variant_rank
 from selective_kd.report.stats import protocol_comparisons, stats_table
@@ -153,13 +155,17 @@ def _claims_section(students: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def results_markdown(rows: list[dict[str, Any]], margin: float | None = None) -> str:
+def results_markdown(rows: list[dict[str, Any]], margin: float | None = None,
+                     families: Sequence[Family] | None = None) -> str:
     """Tables 1 and 2 (Table 5 heading when the teacher/student split is used), statistics, claims.
 
     With ``margin`` (an accuracy fraction declared in advance, ``report --margin`` in pp)
     a last section tests every comparison of each protocol as one Holm family, on
     teacher-level means when students are nested in several teachers, with TOST against
     ±margin and each comparison's minimum detectable effect (``report.inference``).
+    With ``families`` (a study's registered comparisons, ``report --families``) that
+    section tests exactly those families instead, and with several teachers a ranking
+    table of teacher-level means comes first (``report.families``).
     """
     teachers = [r for r in rows if r["kind"] == "teacher"]
     students = [r for r in rows if r["kind"] == "student"]
@@ -185,7 +191,13 @@ def results_markdown(rows: list[dict[str, Any]], margin: float | None = None) ->
                 body = format_stats_markdown(stats, metric=metric, percent=acc).rstrip("\n")
                 lines += [f"## Statistics over seeds: {metric}", "", body, ""]
             lines += _claims_section(students)
-        if margin is not None and multi_seed and not compare:
+        if nested and not compare:
+            lines += ["## Teacher-level means (val_acc)", "", teacher_level_markdown(students).rstrip("\n"), ""]
+        if margin is not None and families is not None and not compare:
+            body = families_markdown(students, families, margin=margin)
+            if body:
+                lines += ["## Registered families: tests, equivalence and power (val_acc)", "", body.rstrip("\n"), ""]
+        elif margin is not None and multi_seed and not compare:
             body = protocol_family_markdown(students, margin=margin, extra=[(c.variant, c.reference) for c in PAPER_CLAIMS])
             if body:
                 lines += ["## One family per protocol: equivalence and power (val_acc)", "", body.rstrip("\n"), ""]
@@ -228,10 +240,11 @@ def terminal_warnings(rows: list[dict[str, Any]]) -> list[str]:
     return [] if note is None else ["warning: " + note.replace("**", "").replace("`", "")]
 
 
-def render_tables(rows: list[dict[str, Any]], margin: float | None = None) -> Tables:
+def render_tables(rows: list[dict[str, Any]], margin: float | None = None,
+                  families: Sequence[Family] | None = None) -> Tables:
     rows = _dedupe_teachers(rows)
     text = "\n".join([student_table_text(rows), *terminal_warnings(rows)])
-    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows, margin) + "\n", text)
+    return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows, margin, families) + "\n", text)
 
 
 def write_tables(rows: list[dict[str, Any]], out: Path) -> str:
