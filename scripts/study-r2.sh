@@ -34,6 +34,15 @@ share_clean() {
   done
 }
 
+# A folder the plan's runs have not finished: its per-run results are committed as they come,
+# its tables are not (the plan: no analysis before the planned teachers have finished).
+# tests/report/test_study_folders.py checks both; the report stage removes the marks.
+in_progress() {
+  mkdir -p "$1"
+  [ -f "$1/IN-PROGRESS" ] || echo "Round 2 runs in progress (study/PLAN-r2.md): per-run results are committed as they finish; the tables wait for the plan's last run (bash scripts/study-r2.sh report)." > "$1/IN-PROGRESS"
+  [ -f "$1/.gitignore" ] || printf '%s\n' "# In progress (IN-PROGRESS): the grid's end-of-run tables and figures wait for the plan's last run." /results.md /results.csv '/*.png' > "$1/.gitignore"
+}
+
 case "${1:-}" in
   sizing)
     grid --config "$CFG/sizing.yaml" --out "$OUT/sizing"
@@ -41,6 +50,7 @@ case "${1:-}" in
   tier-a)
     for block in "[0,1,2,3]" "[4,5,6,7]" "[8,9,10,11]"; do
       for r in "${REGIMES[@]}"; do
+        in_progress "$OUT/$r-p3"
         share_clean "$r-p3"
         grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_A" "teacher_seeds=$block"
       done
@@ -48,7 +58,9 @@ case "${1:-}" in
   tier-b)
     grep -q '^    best-cl:' "$CFG/base.yaml" || { echo "study-r2: define best-cl and best-cl-sr in $CFG/base.yaml (the sizing check picks the method) first" >&2; exit 2; }
     for r in "${REGIMES[@]}"; do
+      in_progress "$OUT/$r-p3"
       grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
+      in_progress "$OUT/$r-p1"
       share_clean "$r-p1"
       grid --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
     done ;;
@@ -57,6 +69,7 @@ case "${1:-}" in
     # so tests/report/test_study_folders.py regenerates each folder with the same options.
     for d in "$OUT"/*-p1 "$OUT"/*-p3; do
       [ -f "$d/grid.json" ] || continue
+      rm -f "$d/IN-PROGRESS" "$d/.gitignore"   # every planned run is in: the tables may now be made
       echo "--margin 1 --families $OUT/families-${d##*-}.yaml" > "$d/report-args"
       # shellcheck disable=SC2046  # the options are words
       "$SKD" report "$d" --quiet $(cat "$d/report-args")

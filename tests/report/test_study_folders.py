@@ -17,6 +17,12 @@ their tables cannot be regenerated until round 1 is rerun and its results commit
 For them the test checks instead that ``report`` refuses them, in one line and without
 writing anything, and that they still lack their results: a listed folder whose results
 arrive fails here until it is taken off the list.
+
+A folder still being run under a registered plan holds an ``IN-PROGRESS`` file (round 2:
+no analysis before the plan's teachers have finished). Its per-run results must all be
+committed as they finish, but its tables must not be: they would be an analysis of part of
+the design. The file's own ``.gitignore`` keeps the grid's end-of-run tables out of git;
+once the last planned run is in, both files go and the tables are generated and checked.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from selective_kd.report.runs import grid_run_results
 REPO = Path(__file__).resolve().parents[2]
 STUDY = REPO / "study"
 TABLES = ("results.md", "results.csv")
+IN_PROGRESS = "IN-PROGRESS"  # a folder whose planned runs are not all finished: results committed, tables not yet
 REPORT_ARGS = "report-args"  # the options the folder's tables were made with, e.g. "--margin 1"
 #: Round 1 (issue 17's first round): per-run results never committed; remove a name once its rerun is committed.
 PENDING_RERUN = frozenset({"digits-p1", "digits-p2", "digits-p3", "fashion-p1", "fashion-p2", "fashion-p3"})
@@ -50,6 +57,17 @@ def regenerate(folder: Path, out: Path, cwd: Path, monkeypatch: pytest.MonkeyPat
     args = shlex.split((folder / REPORT_ARGS).read_text(encoding="utf-8")) if (folder / REPORT_ARGS).is_file() else []
     assert main(["report", str(folder.relative_to(cwd)), "--out", str(out), *args]) == 0
     return [name for name in TABLES if (out / name).read_bytes() != (folder / name).read_bytes()]
+
+
+def committed_tables(folder: Path) -> list[str]:
+    """The tables git holds for ``folder`` (in a checkout without git: those on disk)."""
+    import subprocess
+
+    if not (REPO / ".git").exists():
+        return [name for name in TABLES if (folder / name).is_file()]
+    got = subprocess.run(["git", "ls-files", "--", *(str(folder / name) for name in TABLES)], cwd=REPO,
+                         capture_output=True, text=True, check=True)
+    return got.stdout.split()
 
 
 def test_the_pending_list_names_only_study_folders() -> None:
@@ -72,6 +90,9 @@ def test_study_folder_regenerates_its_tables(name: str, tmp_path: Path, monkeypa
         assert not (tmp_path / "out").exists() and {p: p.read_bytes() for p in before} == before
         return
     assert not missing, f"{folder}: {len(missing)} per-run results named in grid.json are not committed, e.g. {missing[0]}"
+    if (folder / IN_PROGRESS).is_file():
+        assert not committed_tables(folder), f"{folder} is in progress: its tables must wait for the plan's last run"
+        return
     assert regenerate(folder, tmp_path / "out", REPO, monkeypatch) == []
 
 
