@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import torch
+from runfiles import result, same, weights
 
 from selective_kd.cli import main
 from selective_kd.experiments.identity import file_digest
@@ -30,18 +31,6 @@ def args(command: str, out: Path, *extra: str) -> list[str]:
     from conftest import TINY
 
     return [command, "--quiet", "--out", str(out), *TINY, *SMALL, *extra]
-
-
-def weights(path: Path) -> dict[str, torch.Tensor]:
-    return torch.load(path, weights_only=True)["state_dict"]
-
-
-def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-
-
-def result(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
 
 
 @pytest.fixture(scope="module")

@@ -65,9 +65,9 @@ def test_teacher_level_means_by_hand() -> None:
 
 def test_families_file_is_read_in_order(tmp_path: Path) -> None:
     f = tmp_path / "families.yaml"
-    f.write_text("families:\n  Tier A (confirmatory):\n    C1: [kd, unguided]\n    C2: [kd-cl, kd]\n  Tier B:\n    B1: [dkd, kd]\n")
+    f.write_text("families:\n  Tier A (confirmatory, teachers 0-11):\n    C1: [kd, unguided]\n    C2: [kd-cl, kd]\n  Tier B:\n    B1: [dkd, kd]\n")
     got = read_families(f)
-    assert [x.name for x in got] == ["Tier A (confirmatory)", "Tier B"]
+    assert [x.name for x in got] == ["Tier A (confirmatory, teachers 0-11)", "Tier B"]
     assert got[0].comparisons == (("C1", "kd", "unguided"), ("C2", "kd-cl", "kd"))
 
 

@@ -37,9 +37,9 @@ from selective_kd.errors import UserError
 
 __all__ = ["Family", "families_markdown", "parse_families", "read_families", "teacher_level_markdown", "teacher_means"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._()+-]{0,79}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ,.:_()+-]{0,79}$")  # shown in headings and table cells: no | ` or newline
 MAX_FAMILIES, MAX_COMPARISONS = 32, 64
-FIX = "write families: {family name: {label: [variant, reference], ...}, ...} (see study/r2/families.yaml)"
+FIX = "write families: {family name: {label: [variant, reference], ...}, ...} (see study/r2/families-p3.yaml)"
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class Family:
 
 def _name(value: Any, what: str, where: str) -> str:
     if not isinstance(value, str) or not _NAME.match(value):
-        raise UserError(f"{where}: {what} {value!r} must be a short name (letters, digits, space, . _ ( ) + -): {FIX}")
+        raise UserError(f"{where}: {what} {value!r} must be a short name (letters, digits, space and , . : _ ( ) + -): {FIX}")
     return value
 
 

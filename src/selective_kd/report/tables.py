@@ -62,7 +62,10 @@ def _teacher_table(teachers: list[dict[str, Any]], compare: bool) -> list[str]:
     run_head, run_rule = ("run | ", "---|") if compare else ("", "")
     lines = ["## Table 1: teacher", "", f"| {run_head}dataset | model | init | seed | val acc | val loss | epochs |",
              f"|{run_rule}---|---|---|---|---|---|---|"]
-    for r in teachers:
+    def order(r: dict[str, Any]) -> tuple[str, str, int]:  # several teachers (teacher seeds): in seed order
+        return (str(r["label"]) if compare else "", str(r["dataset"]), r["seed"] if isinstance(r["seed"], int) else -1)
+
+    for r in sorted(teachers, key=order):
         run_cell = f"{r['label']} | " if compare else ""
         lines.append(f"| {run_cell}{r['dataset']} | {r['arch']} | {r['init']} | {r['seed']} | {_pct(r['val_acc'])} | "
                      f"{r['val_loss']:.4f} | {r['epochs']} |")
