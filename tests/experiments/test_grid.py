@@ -341,3 +341,17 @@ def test_a_job_killed_by_a_signal_is_reported_by_the_signal_name_and_not_as_a_us
     outcome = SubprocessExecutor._outcome(_Child(job, proc, time.perf_counter(), 0))
     assert not outcome.ok and not outcome.user_error
     assert outcome.error == f"killed by signal SIGSEGV ({int(signal.SIGSEGV)})"
+
+
+def test_a_folder_where_a_job_writes_a_file_is_refused_before_anything_trains(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from conftest import TINY
+
+    from selective_kd.cli import main
+
+    out = tmp_path / "g"
+    (out / "runs" / "digits" / "seed1" / "students" / "kd" / "result.json").mkdir(parents=True)
+    assert main(["grid", "--quiet", "--out", str(out), *TINY, "seeds=2", "distill.variants=[kd]"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "seed1/students/kd/result.json is a folder" in err and "remove it" in err
+    assert not list(out.glob("shared/*/teacher/result.json")) and not (out / "grid.json").exists()

@@ -17,6 +17,7 @@ from selective_kd.experiments.grid.results import GRID_FILE, finish, grid_summar
 from selective_kd.experiments.grid.schedule import Progress, Record, Say, run_grid
 from selective_kd.experiments.grid.spec import build_spec
 from selective_kd.fileio import refuse_file_as_folder, write_json
+from selective_kd.layout import check_outputs
 
 
 def add_grid_parser(sub: Any) -> None:
@@ -46,6 +47,8 @@ def grid_command(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out is not None else Path("runs") / f"grid-{spec.base.name}"
     refuse_file_as_folder(out)
     grid = expand(spec, out.resolve())
+    # A folder where a job writes a file would fail that job only after its training: refuse it now.
+    check_outputs([out / GRID_FILE, *(f for job in grid.jobs() for f in job.paths.outputs([job.variant] if job.variant else []))])
     say = Progress(args.quiet)
     say(grid.describe())
     grid_file = out / GRID_FILE
