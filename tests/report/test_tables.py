@@ -153,3 +153,23 @@ def test_claims_section_with_two_seeds_and_not_with_one(tmp_path: Path) -> None:
     one = fake_run(tmp_path / "single", variants=PAPER)
     write_report([one], tmp_path / "out1")
     assert "claims" not in (tmp_path / "out1" / "results.md").read_text()
+
+
+def test_takds_assistant_is_reported_beside_its_teacher(tmp_path: Path) -> None:
+    import json
+
+    from fakeruns import fake_run
+
+    from selective_kd.report import write_report
+
+    run = fake_run(tmp_path / "run", variants=("kd",))
+    (run / "assistant").mkdir()
+    (run / "assistant" / "result.json").write_text(json.dumps({
+        "model": "assistant", "arch": "resnet18", "val_acc": 0.8765, "val_loss": 0.5, "best_val_acc": 0.8765,
+        "epochs_to_95": 2, "epochs": 3, "seconds": 1.0, "identity": {"data": {"dataset": "digits"}, "seed": 0}}))
+    write_report([run], tmp_path / "out")
+    md = (tmp_path / "out" / "results.md").read_text()
+    table1 = md.split("## Table 2")[0]
+    assert "| digits | assistant: resnet18 | from scratch | 0 | 87.65% | 0.5000 | 3 |" in table1
+    assert "TAKD's teacher assistant" in table1 and "assistant" not in md.split("## Table 2")[1].split("\n\n")[1]
+    assert "assistant,digits,0" in (tmp_path / "out" / "results.csv").read_text()

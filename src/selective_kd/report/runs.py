@@ -44,7 +44,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
         if not run.is_dir():
             raise UserError(f"run folder {run} not found: pass folders written by `selective-kd run` (e.g. runs/digits)")
         students = sorted((run / "students").glob("*/result.json"), key=lambda p: variant_rank(p.parent.name))
-        found = [run / "teacher" / "result.json", *students]
+        found = [run / "teacher" / "result.json", run / "assistant" / "result.json", *students]  # assistant: TAKD
         found = [p for p in found if p.exists()]
         if not found:
             raise UserError(f"{run} holds no finished stage (no teacher/result.json or students/*/result.json)")
@@ -60,10 +60,10 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "run": str(run),
                 "label": labels[run],
                 "history": read_history(p.parent / "metrics.jsonl", run),
-                "kind": "teacher" if r.get("model") == "teacher" else "student",
+                "kind": r.get("model") if r.get("model") in ("teacher", "assistant") else "student",
                 "init": f"pretrained ({Path(r['pretrained']).name})" if r.get("pretrained") else "from scratch",
                 "teacher_fraction": data.get("teacher_fraction"),
-                "lam_mean": None if r["model"] == "teacher" else _number_or_none(r.get("lam_mean")),
+                "lam_mean": None if r["model"] in ("teacher", "assistant") else _number_or_none(r.get("lam_mean")),
                 "policy": variant.get("policy"),
                 "curriculum": ident.get("curriculum"),  # digest of the curriculum it read, if any
                 "teacher_seed": r.get("teacher_seed"),  # the teacher it was nested in (None: the grid's one teacher)

@@ -67,10 +67,13 @@ def _teacher_table(teachers: list[dict[str, Any]], compare: bool) -> list[str]:
 
     for r in sorted(teachers, key=order):
         run_cell = f"{r['label']} | " if compare else ""
-        lines.append(f"| {run_cell}{r['dataset']} | {r['arch']} | {r['init']} | {r['seed']} | {_pct(r['val_acc'])} | "
+        model = f"assistant: {r['arch']}" if r["kind"] == "assistant" else r["arch"]
+        lines.append(f"| {run_cell}{r['dataset']} | {model} | {r['init']} | {r['seed']} | {_pct(r['val_acc'])} | "
                      f"{r['val_loss']:.4f} | {r['epochs']} |")
     note = ("Validation accuracy and cross-entropy of each teacher at its last epoch: one training run per row "
             "(a grid trains one teacher per dataset and setting and shares it across seeds), nothing averaged.")
+    if any(r["kind"] == "assistant" for r in teachers):
+        note += " An assistant row is TAKD's teacher assistant, distilled from the teacher: one per run folder (seed)."
     return [*lines, "", note, ""]
 
 
@@ -170,7 +173,7 @@ def results_markdown(rows: list[dict[str, Any]], margin: float | None = None,
     section tests exactly those families instead, and with several teachers a ranking
     table of teacher-level means comes first (``report.families``).
     """
-    teachers = [r for r in rows if r["kind"] == "teacher"]
+    teachers = [r for r in rows if r["kind"] in ("teacher", "assistant")]  # TAKD's assistant beside its teacher
     students = [r for r in rows if r["kind"] == "student"]
     split = any(r["teacher_fraction"] for r in rows)
     compare = any(r.get("compare") for r in rows)
