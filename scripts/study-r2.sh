@@ -73,6 +73,15 @@ case "${1:-}" in
       echo "--margin 1 --families $OUT/families-${d##*-}.yaml" > "$d/report-args"
       # shellcheck disable=SC2046  # the options are words
       "$SKD" report "$d" --quiet $(cat "$d/report-args")
+    done
+    # One page per protocol: the registered families across the four regimes (report --cells).
+    for p in p3 p1; do
+      cells=""; for r in "${REGIMES[@]}"; do [ -f "$OUT/$r-$p/grid.json" ] && cells="$cells $OUT/$r-$p"; done
+      [ -n "$cells" ] || continue
+      mkdir -p "$OUT/summary-$p"
+      echo "${cells# } --cells --margin 1 --families $OUT/families-$p.yaml" > "$OUT/summary-$p/summary-args"
+      # shellcheck disable=SC2046
+      "$SKD" report $(cat "$OUT/summary-$p/summary-args") --out "$OUT/summary-$p"
     done ;;
   *)
     echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report" >&2; exit 2 ;;

@@ -32,6 +32,7 @@ from selective_kd.fileio import refuse_file_as_folder
 
 if TYPE_CHECKING:
     from selective_kd.experiments.pipeline import RunPaths
+    from selective_kd.report.families import Family
 
 log = logging.getLogger("selective_kd")
 
@@ -72,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --margin: test exactly the comparison families a study registered in this YAML file "
                         "(families: {name: {label: [variant, reference]}}), each one Holm family, instead of every variant "
                         "against kd and unguided")
+    p.add_argument("--cells", action="store_true",
+                   help="with --margin and --families: each folder is one cell of a study (e.g. a regime); write "
+                        "OUT/summary.md, the registered comparisons, means, teachers and noise detection side by side")
     p.set_defaults(free_words="runs")
     p = sub.add_parser("components", help="every registered dataset, model, order, pacing function, scorer, λ policy, loss and temperature (plugins included)")
     p.add_argument("kinds", nargs="*", metavar="KIND", help="only these sections (datasets, models, orders, pacing, scorers, policies, losses, temperatures)")
@@ -191,8 +195,10 @@ def dispatch(args: argparse.Namespace) -> int:
             from selective_kd.report.families import read_families
 
             families = read_families(args.families)
-        written: list[Path] = []
         margin = None if args.margin is None else args.margin / 100
+        if args.cells:
+            return _cells(args.runs, out, margin, families)
+        written: list[Path] = []
         text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin, families=families)
         print(text)
         figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
@@ -286,6 +292,19 @@ def resolve_plugins(names: list[str]) -> list[str]:
     from selective_kd.plugins import resolve
 
     return [resolve(n, Path.cwd()) for n in names]
+
+
+def _cells(folders: list[Path], out: Path, margin: float | None, families: list[Family] | None) -> int:
+    """``report CELL... --cells``: the study's summary page (``report.summary``), nothing else written."""
+    from selective_kd.fileio import write_text
+    from selective_kd.report.summary import cells_markdown
+
+    if margin is None or families is None:
+        raise UserError("--cells needs --margin PP and --families FILE: the summary lays out the registered families")
+    text = cells_markdown(folders, families, margin=margin)
+    write_text(out / "summary.md", text)
+    print(f"written: {out / 'summary.md'}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -96,6 +96,23 @@ def test_study_folder_regenerates_its_tables(name: str, tmp_path: Path, monkeypa
     assert regenerate(folder, tmp_path / "out", REPO, monkeypatch) == []
 
 
+SUMMARY_ARGS = "summary-args"  # a study summary's folder: the report arguments it was made with (``--cells``)
+
+
+def summary_folders() -> list[str]:
+    """Every study summary (``report CELL... --cells``), by the file that records how it was made."""
+    return sorted(p.parent.relative_to(STUDY).as_posix() for p in STUDY.rglob(SUMMARY_ARGS))
+
+
+@pytest.mark.parametrize("name", summary_folders())
+def test_study_summary_regenerates(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = STUDY / name
+    monkeypatch.chdir(REPO)
+    args = shlex.split((folder / SUMMARY_ARGS).read_text(encoding="utf-8"))
+    assert "--cells" in args and main(["report", *args, "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "summary.md").read_bytes() == (folder / "summary.md").read_bytes()
+
+
 def test_the_check_finds_a_table_that_does_not_regenerate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # The comparison itself, on a made-up study folder: exact when untouched, a difference when edited.
     root = tmp_path / "clone"

@@ -44,7 +44,7 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f}%"
 
 
-def _dedupe_teachers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def dedupe_teachers(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """A teacher shared by several run folders (grid, seeds) is counted once."""
     seen: set[tuple[Any, ...]] = set()
     out = []
@@ -248,7 +248,7 @@ def terminal_warnings(rows: list[dict[str, Any]]) -> list[str]:
 
 def render_tables(rows: list[dict[str, Any]], margin: float | None = None,
                   families: Sequence[Family] | None = None) -> Tables:
-    rows = _dedupe_teachers(rows)
+    rows = dedupe_teachers(rows)
     text = "\n".join([student_table_text(rows), *terminal_warnings(rows)])
     return Tables(results_csv(rows), "# Results\n\n" + results_markdown(rows, margin, families) + "\n", text)
 
