@@ -62,6 +62,7 @@ def _teacher_table(teachers: list[dict[str, Any]], compare: bool) -> list[str]:
     run_head, run_rule = ("run | ", "---|") if compare else ("", "")
     lines = ["## Table 1: teacher", "", f"| {run_head}dataset | model | init | seed | val acc | val loss | epochs |",
              f"|{run_rule}---|---|---|---|---|---|---|"]
+
     def order(r: dict[str, Any]) -> tuple[str, str, int]:  # several teachers (teacher seeds): in seed order
         return (str(r["label"]) if compare else "", str(r["dataset"]), r["seed"] if isinstance(r["seed"], int) else -1)
 
@@ -126,6 +127,8 @@ def _student_table(students: list[dict[str, Any]], compare: bool, split: bool) -
         lines.append(f"| {m} | " + " | ".join(cols) + " |")
     n_seeds = sorted({len(v) for v in cells.values()})
     seeds_text = "one seed" if n_seeds == [1] else f"arithmetic mean over {'-'.join(map(str, n_seeds))} seeds"
+    if len({r.get("teacher_seed") for r in students}) > 1:  # nested: a cell's runs span teachers, not only seeds
+        seeds_text = f"arithmetic mean over {'-'.join(map(str, n_seeds))} runs, students nested in teachers"
     if compare:
         seeds_text += "; [name]: the run folder, one configuration each"
     multi_seed = any(len(v) > 1 for v in cells.values())
