@@ -18,6 +18,10 @@ TIER_B_P3="[kd,dkd,kd-ls,dist,ctkd,wttm,kd-cl-inv,kd-cl-inv-sr,kd-sr-sample,kd-c
 TIER_B_P1="[unguided,kd,kd-cl,kd-cl-sr,kd-cl-srmean,kd-cl-srshuf,kd-cl-inv,kd-cl-inv-sr,kd-sr-sample,kd-cl-root,best-cl,best-cl-sr]"
 
 grid() { "$SKD" grid --jobs "$JOBS" --quiet "$@"; }
+# While the plan's runs are in progress nobody may see a result (study/PLAN-r2.md, deviation 3):
+# the grid's end-of-run student table (validation accuracies) stays off the terminal, and only
+# its summary line (trained / skipped / refused / failed) and errors show.
+grid_blind() { grid "$@" | { grep -E '^grid:' || true; }; }
 
 # The short regime's teachers and scorers are clean's (same identity: only the students' epochs
 # differ), and P1's teachers are P3's (the scorer is not part of the teacher). Copying clean-p3's
@@ -52,17 +56,17 @@ case "${1:-}" in
       for r in "${REGIMES[@]}"; do
         in_progress "$OUT/$r-p3"
         share_clean "$r-p3"
-        grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_A" "teacher_seeds=$block"
+        grid_blind --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_A" "teacher_seeds=$block"
       done
     done ;;
   tier-b)
     grep -q '^    best-cl:' "$CFG/base.yaml" || { echo "study-r2: define best-cl and best-cl-sr in $CFG/base.yaml (the sizing check picks the method) first" >&2; exit 2; }
     for r in "${REGIMES[@]}"; do
       in_progress "$OUT/$r-p3"
-      grid --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
+      grid_blind --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
       in_progress "$OUT/$r-p1"
       share_clean "$r-p1"
-      grid --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
+      grid_blind --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
     done ;;
   report)
     # The plan's margin (±1 pp) and registered families; report-args keeps them beside the tables,
