@@ -19,7 +19,7 @@ TIER_B_P1="[unguided,kd,kd-cl,kd-cl-sr,kd-cl-srmean,kd-cl-srshuf,kd-cl-inv,kd-cl
 
 grid() { "$SKD" grid --jobs "$JOBS" --quiet "$@"; }
 # While the plan's runs are in progress nobody may see a result (study/PLAN-r2.md, deviation 3):
-# the grid's end-of-run student table (validation accuracies) stays off the terminal, and only
+# the grid's end-of-run student table (its val_acc is the test set's: val_source: test) stays off the terminal, and only
 # its summary line (trained / skipped / refused / failed) and errors show.
 grid_blind() { grid "$@" | { grep -E '^grid:' || true; }; }
 
