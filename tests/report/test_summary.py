@@ -61,3 +61,16 @@ def test_cells_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     capsys.readouterr()
     assert main(["report", str(a), "--cells", "--out", str(tmp_path / "bad")]) == 2
     assert "--cells needs --margin PP and --families FILE" in capsys.readouterr().err
+
+
+def test_the_page_says_which_set_every_accuracy_is_measured_on(tmp_path: Path) -> None:
+    """The toolkit calls the evaluation set "val"; round 2 evaluates on the official test set and must say so."""
+    a = cell(tmp_path / "clean", 0.0)
+    head = lambda md: next(line for line in md.splitlines() if line.startswith("Cells: "))  # noqa: E731
+    assert "measured on an evaluation set the runs do not record." in head(cells_markdown([a], [FAMILY], margin=0.01))
+    for result in a.rglob("result.json"):
+        r = json.loads(result.read_text())
+        r["identity"]["data"]["val_source"] = "test"
+        result.write_text(json.dumps(r))
+    assert head(cells_markdown([a], [FAMILY], margin=0.01)).endswith(
+        "measured on the official test set (`data.val_source: test`).")

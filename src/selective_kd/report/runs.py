@@ -63,6 +63,7 @@ def collect_results(run_dirs: Sequence[Path]) -> list[dict[str, Any]]:
                 "kind": r.get("model") if r.get("model") in ("teacher", "assistant") else "student",
                 "init": f"pretrained ({Path(r['pretrained']).name})" if r.get("pretrained") else "from scratch",
                 "teacher_fraction": data.get("teacher_fraction"),
+                "val_source": data.get("val_source"),  # what "val" means: the official test set or a split
                 "lam_mean": None if r["model"] in ("teacher", "assistant") else _number_or_none(r.get("lam_mean")),
                 "policy": variant.get("policy"),
                 "curriculum": ident.get("curriculum"),  # digest of the curriculum it read, if any

@@ -25,7 +25,7 @@ from selective_kd.report.inference import Comparison, analyse_protocol
 from selective_kd.report.stats_markdown import md_cell
 from selective_kd.report.tables import dedupe_teachers
 
-__all__ = ["SHORT", "cells_markdown"]
+__all__ = ["SHORT", "SOURCES", "cells_markdown", "evaluated_on"]
 
 SHORT = {"better": "**better**", "worse": "**worse**", "equivalent within ±m": "equivalent", "inconclusive": "inconclusive"}
 
@@ -60,6 +60,23 @@ def _noise(folder: Path, rows: list[dict[str, Any]]) -> str:
     return f"{np.mean(aucs):.3f} ± {np.std(aucs, ddof=1):.3f} ({len(aucs)})" if len(aucs) > 1 else f"{aucs[0]:.3f} (1)"
 
 
+SOURCES = {"test": "the official test set (`data.val_source: test`)",
+           "split": "a stratified split held out of the training data (`data.val_source: split`)",
+           "auto": "the dataset's official test set where it has one, else a split held out of the training data "
+                   "(`data.val_source: auto`)"}
+
+
+def evaluated_on(rows: Sequence[dict[str, Any]]) -> str:
+    """Where every ``val_acc`` on the page was measured, from the runs' own identities.
+
+    The toolkit calls the evaluation set "val" whatever it is; a study that evaluates on
+    the official test set (round 2) must say so, or its tables read as validation numbers.
+    """
+    found = sorted({str(r.get("val_source")) for r in rows})
+    return "; ".join(SOURCES.get(s, "an evaluation set the runs do not record" if s == "None" else f"`data.val_source: {s}`")
+                     for s in found) or "—"
+
+
 def cells_markdown(folders: Sequence[Path], families: Sequence[Family], *, margin: float, names: Sequence[str] | None = None) -> str:
     """summary.md: the registered families across cells, then per-cell means, teachers and noise detection."""
     names = list(names) if names is not None else [Path(f).name for f in folders]
@@ -71,7 +88,8 @@ def cells_markdown(folders: Sequence[Path], families: Sequence[Family], *, margi
     lines = ["# Study summary: the registered comparisons across cells", "",
              f"Cells: {', '.join(f'`{Path(f).as_posix()}`' for f in folders)}. Each cell's `results.md` has every table in "
              f"full; this page lays the same numbers side by side (`selective-kd report CELL... --cells --margin "
-             f"{100 * margin:g} --families FILE`).", ""]
+             f"{100 * margin:g} --families FILE`). Every accuracy on this page (val acc, `val_acc`) is measured on "
+             f"{evaluated_on([r for part in rows for r in part])}.", ""]
     for fam in families:
         per_cell = [_family_results(s, fam, margin) for s in students]
         lines += [f"## {md_cell(fam.name)}", "", "| comparison " + head, "|---" + rule]
