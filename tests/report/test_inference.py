@@ -15,9 +15,11 @@ from scipy import stats as st
 from selective_kd.errors import UserError
 from selective_kd.report.inference import (
     BETTER,
+    BETTER_EQUIVALENT,
     EQUIVALENT,
     INCONCLUSIVE,
     WORSE,
+    WORSE_EQUIVALENT,
     analyse_protocol,
     decide,
     designs_for_power,
@@ -59,7 +61,8 @@ def test_one_teacher_small_difference_is_equivalent_within_the_margin() -> None:
 
 
 @pytest.mark.parametrize("mean,p_holm,p_tost_holm,expected", [
-    (+0.02, 0.01, 0.9, BETTER), (-0.02, 0.01, 0.9, WORSE), (0.002, 0.001, 0.001, BETTER),  # significant wins
+    (+0.02, 0.01, 0.9, BETTER), (-0.02, 0.01, 0.9, WORSE),  # a significant difference
+    (0.002, 0.001, 0.001, BETTER_EQUIVALENT), (-0.002, 0.001, 0.001, WORSE_EQUIVALENT),  # significant and inside ±m: both
     (0.001, 0.4, 0.01, EQUIVALENT), (0.001, 0.4, 0.2, INCONCLUSIVE), (0.0, 0.05, 0.05, INCONCLUSIVE),  # 0.05 is not < 0.05
 ])
 def test_decision_rules(mean: float, p_holm: float, p_tost_holm: float, expected: str) -> None:
@@ -81,6 +84,28 @@ def test_students_nested_in_teachers_are_tested_on_teacher_level_means() -> None
     # One teacher: the per-seed paired test.
     [one] = analyse_protocol(rows("a", a[:2] + a[2:4], [0, 0, 0, 0]) + rows("b", b[:4], [0, 0, 0, 0]), [("a", "b")], 0.01)
     assert (one.unit, one.n) == ("seed", 4) and one.p == pytest.approx(st.ttest_rel(a[:4], b[:4]).pvalue)
+
+
+def test_a_real_difference_smaller_than_the_margin_is_reported_as_both() -> None:
+    """PLAN-r2: "a significant difference whose interval is also inside the margin is reported as both"."""
+    t = list(range(6))
+    a = [0.803, 0.802, 0.804, 0.803, 0.802, 0.804]  # a − b = 0.3, 0.2, 0.4, 0.3, 0.2, 0.4 pp
+    [c] = analyse_protocol(rows("a", a, t) + rows("b", [0.80] * 6, t), [("a", "b")], margin=0.01)
+    assert c.p_holm < 0.05 and c.p_tost_holm < 0.05 and c.decision == BETTER_EQUIVALENT
+    assert "| better, and equivalent within ±1.00 pp |" in comparisons_markdown([c], margin=0.01)
+
+
+def test_a_teacher_missing_one_variant_is_named_not_silently_dropped() -> None:
+    """A registered design of T teachers with one run missing must not read as a design of T − 1."""
+    t = [0, 1, 2, 3]
+    [c] = analyse_protocol(rows("a", [0.81, 0.82, 0.80], t[:3]) + rows("b", [0.80, 0.80, 0.79, 0.80], t),
+                           [("a", "b")], margin=0.01)
+    assert (c.n, c.unpaired_teachers) == (3, (3,))
+    md = comparisons_markdown([c], margin=0.01, labels=["C1"])
+    assert "left out of that comparison (its n counts the teachers that ran both): C1 a − b: teachers 3." in md
+    [full] = analyse_protocol(rows("a", [0.81, 0.82, 0.80, 0.8], t) + rows("b", [0.80, 0.80, 0.79, 0.80], t),
+                              [("a", "b")], margin=0.01)
+    assert full.unpaired_teachers == () and "left out" not in comparisons_markdown([full], margin=0.01)
 
 
 def test_a_protocol_is_one_holm_family_with_each_test_once() -> None:

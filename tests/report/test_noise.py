@@ -12,7 +12,7 @@ from fakeruns import fake_run
 from selective_kd.curriculum.scoring import Scores
 from selective_kd.curriculum.table import Curriculum, write_curriculum
 from selective_kd.report import write_report
-from selective_kd.report.noise import difficulty_rank, noise_auroc, noise_markdown
+from selective_kd.report.noise import difficulty_rank, difficulty_score, noise_auroc, noise_markdown
 
 
 def _hand_made() -> Curriculum:
@@ -34,6 +34,19 @@ def test_difficulty_rank_follows_the_papers_rule() -> None:
 
 def test_auroc_on_a_hand_worked_case() -> None:
     assert noise_auroc(_hand_made()) == pytest.approx(6 / 8)
+
+
+def test_samples_the_rule_cannot_tell_apart_are_ties_not_ordered_by_index() -> None:
+    """Saturated confidences (1.0) tie: the AUROC gives them half, whatever their dataset order."""
+    label = torch.tensor([0, 1, 0, 1])
+    conf = torch.tensor([1.0, 1.0, 0.9, 0.6], dtype=torch.float64)
+    truth = label.clone()
+    truth[1] = 0  # sample 1 was flipped; it ties with sample 0 (both right and certain)
+    cur = Curriculum(Scores(label, label, conf, conf.log(), torch.ones(4, dtype=torch.bool)), torch.arange(4), truth)
+    assert difficulty_score(cur).tolist() == [0, 0, 1, 2]
+    assert difficulty_rank(cur).tolist() == [0, 1, 2, 3]  # the curriculum itself must order them: by index
+    # Flipped sample scores 0 against clean 0 (tie, ½), 1 and 2 (below): AUROC = ½ / 3.
+    assert noise_auroc(cur) == pytest.approx(0.5 / 3)
 
 
 def test_no_auroc_without_flipped_labels_or_without_truth() -> None:

@@ -218,7 +218,7 @@ def test_report_margin_tests_students_nested_in_teachers_on_teacher_level_means(
     assert [(c.unit, c.n) for c in got] == [("teacher", 3)] * 3
     # unguided − kd per teacher: (−0.01 + 0.002·s) averaged over s = 0, 1: −0.009 for every teacher (zero spread).
     assert got[0].mean_diff == pytest.approx(-0.009) and got[0].sd == pytest.approx(0.0, abs=1e-12)
-    assert got[0].decision == "worse"
+    assert got[0].decision == "worse, and equivalent within ±m"  # −0.9 pp, no spread: significant and inside ±1 pp
     for c in got:
         assert f"| {c.variant} − {c.reference} | teacher (3) | {100 * c.mean_diff:+.2f}" in section
     assert "over all 3 comparisons of this protocol (one family)" in section and "±1.00 pp declared in advance" in section

@@ -74,3 +74,10 @@ def test_the_page_says_which_set_every_accuracy_is_measured_on(tmp_path: Path) -
         result.write_text(json.dumps(r))
     assert head(cells_markdown([a], [FAMILY], margin=0.01)).endswith(
         "measured on the official test set (`data.val_source: test`).")
+
+
+def test_a_cell_with_a_teacher_missing_a_variant_says_so(tmp_path: Path) -> None:
+    a = cell(tmp_path / "clean", 0.0)
+    next(a.glob("runs/fashion-mnist/teacher2/seed2/students/kd-cl/result.json")).unlink()
+    row = next(line for line in cells_markdown([a], [FAMILY], margin=0.01).splitlines() if line.startswith("| C2:"))
+    assert "(n 2; 1 teacher ran only one)" in row

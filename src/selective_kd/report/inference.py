@@ -48,12 +48,15 @@ from selective_kd.errors import UserError
 from selective_kd.report.stats import holm_adjust, protocol_comparisons
 
 __all__ = [
-    "BETTER", "EQUIVALENT", "INCONCLUSIVE", "WORSE", "Comparison", "Design", "NestedDiff", "analyse_protocol", "decide",
+    "BETTER", "BETTER_EQUIVALENT", "EQUIVALENT", "INCONCLUSIVE", "WORSE", "WORSE_EQUIVALENT", "Comparison", "Design", "NestedDiff", "analyse_protocol", "decide",
     "designs_for_power", "min_detectable_effect", "nested_differences", "nested_power", "paired_power", "paired_sd_from_interval",
     "protocol_comparisons", "tost_p",
 ]
 
 BETTER, WORSE, EQUIVALENT, INCONCLUSIVE = "better", "worse", "equivalent within ±m", "inconclusive"
+# A significant difference whose interval also lies inside the margin: both hold, and a plan that
+# registers "reported as both" must see both (a real but small effect is likely at T = 12).
+BETTER_EQUIVALENT, WORSE_EQUIVALENT = "better, and equivalent within ±m", "worse, and equivalent within ±m"
 _NAN = float("nan")
 
 
@@ -153,11 +156,19 @@ class Comparison:
     mde: float  # at alpha, 80% power (or the power asked), at the observed sd
     mde_first_step: float  # the same at alpha / m, the first (strictest) Holm step
     decision: str
+    # Teachers that ran only one of the two variants: the test uses the others, so a run
+    # missing from a registered design shrinks n, and the report must say so, not just show n.
+    unpaired_teachers: tuple[Any, ...] = ()
 
 
 def decide(mean_diff: float, p_holm: float, p_tost_holm: float, alpha: float) -> str:
-    """better / worse (a significant difference), else equivalent within ±m (significant TOST), else inconclusive."""
+    """better / worse (a significant difference), else equivalent within ±m (significant TOST), else inconclusive.
+
+    A difference that is significant *and* inside the margin by TOST is both, and says so.
+    """
     if p_holm < alpha:
+        if p_tost_holm < alpha:
+            return BETTER_EQUIVALENT if mean_diff > 0 else WORSE_EQUIVALENT
         return BETTER if mean_diff > 0 else WORSE
     if p_tost_holm < alpha:
         return EQUIVALENT
@@ -192,6 +203,7 @@ def analyse_protocol(rows: Sequence[Mapping[str, Any]], comparisons: Sequence[tu
         if a not in values or b not in values:
             raise UserError(f"comparison {a} − {b}: no runs of {a if a not in values else b!r}")
         diff = nested_differences(values[a], values[b])
+        unpaired = tuple(sorted({k[0] for k in values[a]} ^ {k[0] for k in values[b]}, key=repr))
         d = np.asarray(diff.values, dtype=float)
         n = int(d.size)
         mean = float(d.mean()) if n else _NAN
@@ -205,16 +217,17 @@ def analyse_protocol(rows: Sequence[Mapping[str, Any]], comparisons: Sequence[tu
             p = float(2 * _st.t.sf(abs(mean / se), n - 1))
             half = float(_st.t.ppf(1 - alpha / 2, n - 1)) * se
             low, high = mean - half, mean + half
-        pending.append((a, b, diff, n, mean, sd, low, high, min(p, 1.0) if p == p else p, tost_p(mean, se, n - 1, margin)))
+        pending.append((a, b, diff, n, mean, sd, low, high, min(p, 1.0) if p == p else p, tost_p(mean, se, n - 1, margin),
+                        unpaired))
     m = sum(1 for item in pending if not math.isnan(item[8]))
     p_holm = holm_adjust([item[8] for item in pending])
     p_tost_holm = holm_adjust([item[9] for item in pending])
     out = []
-    for (a, b, diff, n, mean, sd, low, high, p, pt), ph, pth in zip(pending, p_holm, p_tost_holm):
+    for (a, b, diff, n, mean, sd, low, high, p, pt, unpaired), ph, pth in zip(pending, p_holm, p_tost_holm):
         decision = INCONCLUSIVE if math.isnan(p) else decide(mean, ph, pth, alpha)
         out.append(Comparison(a, b, diff.unit, n, diff.teachers, mean, sd, low, high, p, ph, pt, pth,
                               min_detectable_effect(sd, n, alpha, power),
-                              min_detectable_effect(sd, n, alpha / max(m, 1), power), decision))
+                              min_detectable_effect(sd, n, alpha / max(m, 1), power), decision, unpaired))
     return out
 
 

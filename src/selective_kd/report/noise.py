@@ -7,7 +7,10 @@ samples says how far: 0.5 is chance, 1 puts every flipped sample after every cle
 
 The ranking is the curriculum's *difficulty order* before stratification (the paper's
 rule: correctly classified by confidence ↓, then misclassified by confidence ↑), so the
-interleaving of classes, which serves the student's batches, does not blur it.
+interleaving of classes, which serves the student's batches, does not blur it. Samples
+the rule cannot tell apart (same correctness, same confidence, e.g. a saturated 1.0) are
+ties for the AUROC, scored half, not ordered by their index as the curriculum must order
+them.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import numpy as np
 from selective_kd.curriculum.ordering import difficulty_order
 from selective_kd.curriculum.table import Curriculum
 
-__all__ = ["difficulty_rank", "noise_auroc", "noise_markdown"]
+__all__ = ["difficulty_rank", "difficulty_score", "noise_auroc", "noise_markdown"]
 
 
 def difficulty_rank(cur: Curriculum) -> np.ndarray:
@@ -29,6 +32,20 @@ def difficulty_rank(cur: Curriculum) -> np.ndarray:
     rank = np.empty(order.size, dtype=np.int64)
     rank[order] = np.arange(order.size)
     return rank
+
+
+def difficulty_score(cur: Curriculum) -> np.ndarray:
+    """The difficulty order's key as a score, equal for samples the paper's rule ties (dense rank, 0: easiest)."""
+    conf = cur.scores.confidence.double().cpu().numpy()
+    wrong = ~cur.scores.correct.cpu().numpy().astype(bool)
+    secondary = np.where(wrong, conf, -conf)  # correct: confidence ↓; wrong (after every correct one): confidence ↑
+    order = np.lexsort((secondary, wrong))
+    key_w, key_s = wrong[order], secondary[order]
+    new_key = np.ones(order.size, dtype=bool)
+    new_key[1:] = (key_w[1:] != key_w[:-1]) | (key_s[1:] != key_s[:-1])
+    score = np.empty(order.size, dtype=np.int64)
+    score[order] = np.cumsum(new_key) - 1
+    return score
 
 
 def noise_auroc(cur: Curriculum) -> float | None:
@@ -41,7 +58,7 @@ def noise_auroc(cur: Curriculum) -> float | None:
         return None
     from sklearn.metrics import roc_auc_score
 
-    return float(roc_auc_score(flags, difficulty_rank(cur)))
+    return float(roc_auc_score(flags, difficulty_score(cur)))
 
 
 def noise_markdown(loaded: Sequence[tuple[Path, Curriculum, str]]) -> str | None:
@@ -68,7 +85,8 @@ def noise_markdown(loaded: Sequence[tuple[Path, Curriculum, str]]) -> str | None
         "| curriculum | scorer | samples | flipped | AUROC |", "|---|---|---|---|---|", *rows, "",
         "AUROC of each sample's position in the scorer's difficulty order (before class stratification: correct by "
         "confidence ↓, then wrong by confidence ↑) as a detector of the samples whose training label was flipped "
-        "(`noisy` in curriculum.csv), by sklearn.metrics.roc_auc_score; 0.5 is chance, 1.0 ranks every flipped "
+        "(`noisy` in curriculum.csv), by sklearn.metrics.roc_auc_score, samples the rule ties (same correctness and "
+        "confidence) counted as ties; 0.5 is chance, 1.0 ranks every flipped "
         "sample after every clean one. One scoring per row; with several curricula of one scorer (one per teacher), "
         "a last row gives their mean and sample sd.", "",
     ])

@@ -218,8 +218,15 @@ def comparisons_markdown(results: Sequence[Any], *, margin: float, alpha: float 
             f"±{num(margin)}{pp} declared in advance (the larger p), Holm-adjusted over the same {m}; MDE: the "
             f"smallest true Δ the two-sided test detects with {power:.0%} power at α = {alpha:g} at the observed sd "
             f"(noncentral t), and at α/m = {alpha / max(m, 1):.3g}, the first Holm step; decision at Holm p < {alpha:g}: "
-            f"better or worse when the difference is significant, else equivalent within the margin when TOST is, "
+            f"better or worse when the difference is significant (\"and equivalent within\" the margin too when TOST "
+            f"also is: a real difference smaller than the margin), else equivalent within the margin when TOST is, "
             f"else inconclusive.")
+    unpaired = [f"{md_cell(label) + ' ' if label else ''}{md_cell(c.variant)} − {md_cell(c.reference)}: teachers "
+                f"{', '.join(md_cell(str(t)) for t in c.unpaired_teachers)}"
+                for c, label in zip(results, names) if getattr(c, "unpaired_teachers", ())]
+    if unpaired:
+        note += (" Teachers that ran only one of the two variants are left out of that comparison (its n counts the "
+                 "teachers that ran both): " + "; ".join(unpaired) + ".")
     return "\n".join([*lines, "", note]) + "\n"
 
 

@@ -27,7 +27,8 @@ from selective_kd.report.tables import dedupe_teachers
 
 __all__ = ["SHORT", "SOURCES", "cells_markdown", "evaluated_on"]
 
-SHORT = {"better": "**better**", "worse": "**worse**", "equivalent within ±m": "equivalent", "inconclusive": "inconclusive"}
+SHORT = {"better": "**better**", "worse": "**worse**", "equivalent within ±m": "equivalent", "inconclusive": "inconclusive",
+         "better, and equivalent within ±m": "**better**, and equivalent", "worse, and equivalent within ±m": "**worse**, and equivalent"}
 
 
 def _cell_rows(folder: Path) -> list[dict[str, Any]]:
@@ -45,9 +46,11 @@ def _family_results(students: list[dict[str, Any]], fam: Family, margin: float) 
 
 
 def _entry(c: Comparison) -> str:
+    k = len(c.unpaired_teachers)
+    n = f"n {c.n}" + (f"; {k} teacher{'s' if k > 1 else ''} ran only one" if k else "")
     if math.isnan(c.ci_low):
-        return f"{100 * c.mean_diff:+.2f} (n {c.n}) {SHORT.get(c.decision, c.decision)}"
-    return f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}] (n {c.n}) {SHORT.get(c.decision, c.decision)}"
+        return f"{100 * c.mean_diff:+.2f} ({n}) {SHORT.get(c.decision, c.decision)}"
+    return f"{100 * c.mean_diff:+.2f} [{100 * c.ci_low:+.2f}, {100 * c.ci_high:+.2f}] ({n}) {SHORT.get(c.decision, c.decision)}"
 
 
 def _noise(folder: Path, rows: list[dict[str, Any]]) -> str:
@@ -98,9 +101,11 @@ def cells_markdown(folders: Sequence[Path], families: Sequence[Family], *, margi
             lines.append(f"| {md_cell(label)}: {md_cell(a)} − {md_cell(b)} | " + " | ".join(entries) + " |")
         lines += ["", f"Δ in pp: variant − reference, mean of the teacher-level differences (n teachers), its 95% "
                   f"Student-t interval, and the decision of the cell's own Holm family of {len(fam.comparisons)} "
-                  f"(better / worse at Holm p < 0.05; else equivalent within {pp} by Holm-adjusted TOST; else "
-                  "inconclusive). p-values, TOST p, sd and minimum detectable effects: each cell's results.md. A cell "
-                  "where a variant of the family has not run yet tests none of it.", ""]
+                  f"(better / worse at Holm p < 0.05, \"and equivalent\" when Holm-adjusted TOST within {pp} holds too; "
+                  f"else equivalent within {pp} by Holm-adjusted TOST; else inconclusive). \"k teachers ran only one\": "
+                  "teachers with one of the two variants, left out of n. p-values, TOST p, sd and minimum detectable "
+                  "effects: each cell's results.md. A cell where a variant of the family has not run yet tests none of "
+                  "it.", ""]
     variants = list(dict.fromkeys(str(r["model"]) for s in students for r in s))
     means = [{m: (n, mean, lo, hi) for m, n, mean, lo, hi in teacher_means(s)} for s in students]
     lines += ["## Mean of teacher-level means (val_acc)", "", "| variant " + head, "|---" + rule]
@@ -121,9 +126,9 @@ def cells_markdown(folders: Sequence[Path], families: Sequence[Family], *, margi
         teacher_cells.append("—" if not acc else f"{100 * np.mean(acc):.2f} ± {100 * np.std(acc, ddof=1):.2f} ({len(acc)})"
                              if len(acc) > 1 else f"{100 * acc[0]:.2f} (1)")
     lines += ["## Teachers and noise detection", "", "| quantity " + head, "|---" + rule,
-              "| teacher val acc, mean ± sd (teachers) | " + " | ".join(teacher_cells) + " |",
+              "| teacher accuracy, mean ± sd (teachers) | " + " | ".join(teacher_cells) + " |",
               "| AUROC of the curriculum at finding flipped labels, mean ± sd (curricula) | "
               + " | ".join(_noise(Path(f), part) for f, part in zip(folders, rows)) + " |", "",
-              "Teacher accuracy: each teacher's own validation accuracy at its last epoch, mean and sample sd over the "
-              "cell's teachers. AUROC: as in each cell's label-noise section; — where no label was flipped.", ""]
+              "Teacher accuracy: each teacher's own accuracy at its last epoch, on the set named at the top of this "
+              "page, mean and sample sd over the cell's teachers. AUROC: as in each cell's label-noise section; — where no label was flipped.", ""]
     return "\n".join(lines)
