@@ -5,6 +5,7 @@
 #   bash scripts/study-r2.sh tier-a      # P3, four regimes, teachers 0-11 in blocks of 4
 #   bash scripts/study-r2.sh tier-b      # the other variants, P3 and P1, teachers 0-3
 #   bash scripts/study-r2.sh report      # every table and figure of round 2 from the result files
+#   bash scripts/study-r2.sh stage       # git add the finished per-run files (while a grid runs too)
 # JOBS (default 2) grid jobs run at once; the grid gives each its share of the cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -87,6 +88,14 @@ case "${1:-}" in
       # shellcheck disable=SC2046
       "$SKD" report $(cat "$OUT/summary-$p/summary-args") --out "$OUT/summary-$p"
     done ;;
+  stage)
+    # What a session commits as runs finish: every file the folders' .gitignore lets through,
+    # except the metrics.jsonl of a stage still running (no result.json beside it yet).
+    git ls-files -o -m --exclude-standard "$OUT" | while IFS= read -r f; do
+      case "$f" in */metrics.jsonl) [ -f "$(dirname "$f")/result.json" ] || continue ;; esac
+      git add -- "$f"
+    done
+    git diff --cached --stat -- "$OUT" | tail -1 ;;
   *)
-    echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report" >&2; exit 2 ;;
+    echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report | stage" >&2; exit 2 ;;
 esac

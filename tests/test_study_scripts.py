@@ -1,0 +1,70 @@
+"""scripts/study-r2.sh: what the operator of a blinded study sees, and what a session commits as runs finish."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bash") is None, reason="needs git and bash")
+
+
+def repo(tmp_path: Path) -> Path:
+    """A throwaway git repository holding the study script, as a clone would."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "study-r2.sh", tmp_path / "scripts" / "study-r2.sh")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
+    return tmp_path
+
+
+def test_tier_a_keeps_the_grids_result_table_off_the_terminal(tmp_path: Path) -> None:
+    """PLAN-r2 deviation 3: while runs are in progress only the grid's summary line (and errors) may show."""
+    root = repo(tmp_path)
+    fake = root / "fake-skd"
+    fake.write_text("#!/usr/bin/env bash\n"
+                    "printf 'model dataset seed val_acc\\nStudent-KD fashion-mnist 0 83.41%%\\n\\n'\n"
+                    "echo 'grid: 36 jobs: 0 trained, 36 skipped (finished earlier with these settings), 0 refused, 0 failed'\n"
+                    "echo 'a warning on stderr' >&2\n")
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", "scripts/study-r2.sh", "tier-a"], cwd=root, env={**os.environ, "SKD": str(fake)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["grid: 36 jobs: 0 trained, 36 skipped (finished earlier with these settings), "
+                                       "0 refused, 0 failed"] * 12  # 3 blocks × 4 regimes
+    assert "83.41" not in out.stdout + out.stderr and out.stderr.count("a warning on stderr") == 12
+    assert (root / "study/r2/sym40-p3/IN-PROGRESS").is_file()
+    assert "/results.md" in (root / "study/r2/sym40-p3/.gitignore").read_text().splitlines()
+
+
+def test_a_failing_grid_stops_tier_a(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    fake = root / "fake-skd"
+    fake.write_text("#!/usr/bin/env bash\necho 'grid: 1 jobs: 0 trained, 0 skipped, 0 refused, 1 failed'\nexit 1\n")
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", "scripts/study-r2.sh", "tier-a"], cwd=root, env={**os.environ, "SKD": str(fake)},
+                         capture_output=True, text=True)
+    assert out.returncode != 0 and out.stdout.count("grid:") == 1  # the filter does not hide the grid's failure
+
+
+def test_stage_adds_finished_runs_and_leaves_a_running_stages_metrics(tmp_path: Path) -> None:
+    root = repo(tmp_path)
+    cell = root / "study/r2/clean-p3"
+    for stage, finished in (("runs/fashion-mnist/teacher0/seed0/students/kd", True),
+                            ("runs/fashion-mnist/teacher0/seed0/students/kd-cl", False)):
+        (cell / stage).mkdir(parents=True)
+        (cell / stage / "metrics.jsonl").write_text('{"epoch": 1}\n')
+        if finished:
+            (cell / stage / "result.json").write_text("{}")
+    (cell / "grid.json").write_text("{}")
+    (cell / ".gitignore").write_text("/results.md\n")
+    (cell / "results.md").write_text("a table nobody may commit yet\n")
+    subprocess.run(["bash", "scripts/study-r2.sh", "stage"], cwd=root, check=True, capture_output=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--name-only"], cwd=root, check=True, capture_output=True,
+                            text=True).stdout.split()
+    assert sorted(staged) == sorted(f"study/r2/clean-p3/{p}" for p in (
+        ".gitignore", "grid.json", "runs/fashion-mnist/teacher0/seed0/students/kd/metrics.jsonl",
+        "runs/fashion-mnist/teacher0/seed0/students/kd/result.json"))
