@@ -2,11 +2,13 @@
 # Copy the study's finished results (no checkpoints, no caches) from runs/ into study/, and
 # regenerate each protocol's tables and figures from them with the toolkit's own report.
 #   bash scripts/collect-study.sh            # every runs/study-* folder
+#   bash scripts/collect-study.sh fashion-p1 # only runs/study-fashion-p1 (e.g. while another still runs)
 # What is copied: grid.json, config.yaml, result.json, metrics.jsonl, curriculum.csv/.json;
 # a stage without result.json (still running) is left out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-for src in runs/study-*/; do
+if [ $# -gt 0 ]; then sources=(); for n in "$@"; do sources+=("runs/study-$n/"); done; else sources=(runs/study-*/); fi
+for src in "${sources[@]}"; do
   name=$(basename "$src"); name=${name#study-}; dest="study/$name"
   [ -d "$src/runs" ] || continue
   mkdir -p "$dest"
