@@ -62,12 +62,17 @@ case "${1:-}" in
     done ;;
   tier-b)
     grep -q '^    best-cl:' "$CFG/base.yaml" || { echo "study-r2: define best-cl and best-cl-sr in $CFG/base.yaml (the sizing check picks the method) first" >&2; exit 2; }
-    for r in "${REGIMES[@]}"; do
-      in_progress "$OUT/$r-p3"
-      grid_blind --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[0,1,2,3]"
-      in_progress "$OUT/$r-p1"
-      share_clean "$r-p1"
-      grid_blind --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[0,1,2,3]"
+    # Teacher by teacher (0, 1, 2, 3), all regimes and both protocols each: a cut at the end of
+    # the time Tier B has (study/PLAN-r2.md, deviation 5) then leaves whole teachers.
+    for t in 0 1 2 3; do
+      for r in "${REGIMES[@]}"; do
+        in_progress "$OUT/$r-p3"
+        grid_blind --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[$t]"
+        in_progress "$OUT/$r-p1"
+        share_clean "$r-p1"
+        grid_blind --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[$t]"
+      done
+      echo "study-r2: Tier B teacher $t finished at $(date -u +%H:%M) UTC"
     done ;;
   report)
     # The plan's margin (±1 pp) and registered families; report-args keeps them beside the tables,
