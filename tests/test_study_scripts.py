@@ -68,3 +68,24 @@ def test_stage_adds_finished_runs_and_leaves_a_running_stages_metrics(tmp_path: 
     assert sorted(staged) == sorted(f"study/r2/clean-p3/{p}" for p in (
         ".gitignore", "grid.json", "runs/fashion-mnist/teacher0/seed0/students/kd/metrics.jsonl",
         "runs/fashion-mnist/teacher0/seed0/students/kd/result.json"))
+
+
+def test_tier_b_runs_teacher_by_teacher_so_a_cut_leaves_whole_teachers(tmp_path: Path) -> None:
+    """PLAN-r2 deviation 5: Tier B is cut at a fixed clock to the teachers finished in every regime and protocol."""
+    root = repo(tmp_path)
+    fake = root / "fake-skd"
+    fake.write_text("#!/usr/bin/env bash\necho \"$*\" >> calls.txt\necho 'grid: 12 jobs: 12 trained'\n")
+    fake.chmod(0o755)
+    env = {**os.environ, "SKD": str(fake)}
+    refused = subprocess.run(["bash", "scripts/study-r2.sh", "tier-b"], cwd=root, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "best-cl" in refused.stderr and not (root / "calls.txt").exists()
+    (root / "configs/study/r2").mkdir(parents=True)
+    (root / "configs/study/r2/base.yaml").write_text("distill:\n  custom_variants:\n    best-cl: {}\n")
+    out = subprocess.run(["bash", "scripts/study-r2.sh", "tier-b"], cwd=root, env=env, capture_output=True, text=True,
+                         check=True)
+    calls = (root / "calls.txt").read_text().splitlines()
+    cells = [(c.split("--out ")[1].split()[0], c.split("teacher_seeds=")[1]) for c in calls]
+    regimes = [f"study/r2/{r}-{p}" for r in ("clean", "sym40", "asym30", "short") for p in ("p3", "p1")]
+    assert cells == [(cell, f"[{t}]") for t in range(4) for cell in regimes]
+    assert [line for line in out.stdout.splitlines() if line.startswith("study-r2:")][0].startswith(
+        "study-r2: Tier B teacher 0 finished at")
