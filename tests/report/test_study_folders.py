@@ -14,7 +14,7 @@ fails this test, unless it is listed in :data:`PENDING_RERUN`. That list holds e
 round 1's Fashion-MNIST folders not yet rerun: their per-run student results were never
 committed (``.gitignore``'s ``runs/`` also matched ``study/*/runs/`` until issue 21) and are
 lost, so their tables cannot be regenerated until they are rerun and their results committed
-(the digits folders and Fashion-MNIST P1 have been).
+(the digits folders and Fashion-MNIST P1 and P2 have been).
 For them the test checks instead that ``report`` refuses them, in one line and without
 writing anything, and that they still lack their results: a listed folder whose results
 arrive fails here until it is taken off the list.
@@ -44,7 +44,7 @@ TABLES = ("results.md", "results.csv")
 IN_PROGRESS = "IN-PROGRESS"  # a folder whose planned runs are not all finished: results committed, tables not yet
 REPORT_ARGS = "report-args"  # the options the folder's tables were made with, e.g. "--margin 1"
 #: Round 1 (issue 17's first round): per-run results never committed; remove a name once its rerun is committed.
-PENDING_RERUN = frozenset({"fashion-p2", "fashion-p3"})
+PENDING_RERUN = frozenset({"fashion-p3"})
 
 
 def study_folders() -> list[str]:
