@@ -10,14 +10,10 @@ what the repository holds. A folder whose tables were made with options (round 2
 and is regenerated with them.
 
 A folder whose ``grid.json`` names finished runs whose ``result.json`` is not committed
-fails this test, unless it is listed in :data:`PENDING_RERUN`. That list holds exactly
-round 1's Fashion-MNIST folders not yet rerun: their per-run student results were never
-committed (``.gitignore``'s ``runs/`` also matched ``study/*/runs/`` until issue 21) and are
-lost, so their tables cannot be regenerated until they are rerun and their results committed
-(the digits folders and Fashion-MNIST P1 and P2 have been).
-For them the test checks instead that ``report`` refuses them, in one line and without
-writing anything, and that they still lack their results: a listed folder whose results
-arrive fails here until it is taken off the list.
+fails this test. (Round 1's per-run student results were never committed, since
+``.gitignore``'s ``runs/`` also matched ``study/*/runs/`` until issue 21; round 1 was rerun
+folder by folder and every folder now holds its results. ``report``'s refusal of a folder
+without them is tested in ``test_report_grid.py``.)
 
 A folder still being run under a registered plan holds an ``IN-PROGRESS`` file (round 2:
 no analysis before the plan's teachers have finished). Its per-run results must all be
@@ -43,8 +39,6 @@ STUDY = REPO / "study"
 TABLES = ("results.md", "results.csv")
 IN_PROGRESS = "IN-PROGRESS"  # a folder whose planned runs are not all finished: results committed, tables not yet
 REPORT_ARGS = "report-args"  # the options the folder's tables were made with, e.g. "--margin 1"
-#: Round 1 (issue 17's first round): per-run results never committed; remove a name once its rerun is committed.
-PENDING_RERUN = frozenset({"fashion-p3"})
 
 
 def study_folders() -> list[str]:
@@ -71,25 +65,11 @@ def committed_tables(folder: Path) -> list[str]:
     return got.stdout.split()
 
 
-def test_the_pending_list_names_only_study_folders() -> None:
-    assert PENDING_RERUN <= set(study_folders()), "a folder on PENDING_RERUN no longer exists: take it off the list"
-
-
 @pytest.mark.parametrize("name", study_folders())
-def test_study_folder_regenerates_its_tables(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_study_folder_regenerates_its_tables(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = STUDY / name
     expected = grid_run_results(folder)
     missing = [p for p in expected if not p.is_file()]
-    if name in PENDING_RERUN:
-        assert missing, f"{folder} now holds its per-run results: take {name!r} off PENDING_RERUN"
-        monkeypatch.chdir(REPO)
-        before = {p: p.read_bytes() for p in folder.glob("*") if p.is_file()}
-        assert main(["report", f"study/{name}", "--out", str(tmp_path / "out")]) == 2
-        err = capsys.readouterr().err.strip()
-        assert "\n" not in err and f"{len(missing)} of them have no result.json" in err
-        assert not (tmp_path / "out").exists() and {p: p.read_bytes() for p in before} == before
-        return
     assert not missing, f"{folder}: {len(missing)} per-run results named in grid.json are not committed, e.g. {missing[0]}"
     if (folder / IN_PROGRESS).is_file():
         assert not committed_tables(folder), f"{folder} is in progress: its tables must wait for the plan's last run"
