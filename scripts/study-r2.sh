@@ -28,11 +28,15 @@ grid_blind() { grid "$@" | { grep -E '^grid:' || true; }; }
 # differ), and P1's teachers are P3's (the scorer is not part of the teacher). Copying clean-p3's
 # shared folder in lets the stage find them finished with these very settings and reuse them
 # instead of training them again; what differs (P1's curriculum) is computed there.
+# With a second argument only that teacher seed's folder is copied (Tier B's P1 runs one
+# teacher at a time; copying all twelve left unused teachers in P1's folders).
+teacher_seed() { awk '/^[^ #]/ {section = $0} section == "teacher:" && /^  seed:/ {print $2; exit}' "$1config.yaml"; }
 share_clean() {
-  local dest="$OUT/$1" src="$OUT/${1%-p*}-p3" d
+  local dest="$OUT/$1" src="$OUT/${1%-p*}-p3" only="${2:-}" d
   case "$1" in short-*) src="$OUT/clean-p3" ;; esac
   if [ "$src" = "$dest" ] || [ ! -d "$src/shared" ]; then return 0; fi
   for d in "$src"/shared/*/; do
+    if [ -n "$only" ] && [ "$(teacher_seed "$d")" != "$only" ]; then continue; fi
     mkdir -p "$dest/shared/$(basename "$d")"
     if [ "${1#short-}" = "p3" ]; then cp -rn "$d". "$dest/shared/$(basename "$d")/"   # teacher and scorers
     else cp -rn "$d"teacher "$d"config.yaml "$dest/shared/$(basename "$d")/"; fi      # the teacher only
@@ -69,7 +73,7 @@ case "${1:-}" in
         in_progress "$OUT/$r-p3"
         grid_blind --config "$CFG/$r-p3.yaml" --out "$OUT/$r-p3" "variants=$TIER_B_P3" "teacher_seeds=[$t]"
         in_progress "$OUT/$r-p1"
-        share_clean "$r-p1"
+        share_clean "$r-p1" "$t"
         grid_blind --config "$CFG/$r-p1.yaml" --out "$OUT/$r-p1" "variants=$TIER_B_P1" "teacher_seeds=[$t]"
       done
       echo "study-r2: Tier B teacher $t finished at $(date -u +%H:%M) UTC"

@@ -89,3 +89,27 @@ def test_tier_b_runs_teacher_by_teacher_so_a_cut_leaves_whole_teachers(tmp_path:
     assert cells == [(cell, f"[{t}]") for t in range(4) for cell in regimes]
     assert [line for line in out.stdout.splitlines() if line.startswith("study-r2:")][0].startswith(
         "study-r2: Tier B teacher 0 finished at")
+
+
+def test_tier_b_copies_into_p1_only_the_teacher_it_runs(tmp_path: Path) -> None:
+    """P1 reuses P3's teachers (PLAN-r2 deviation 2): each Tier B step copies in its own teacher, not all twelve."""
+    root = repo(tmp_path)
+    (root / "configs/study/r2").mkdir(parents=True)
+    (root / "configs/study/r2/base.yaml").write_text("distill:\n  custom_variants:\n    best-cl: {}\n")
+    for seed in range(5):  # P3's shared folders: teacher seed in the teacher section (the data section has its own seed)
+        shared = root / f"study/r2/clean-p3/shared/fashion-mnist-{seed:08x}"
+        (shared / "teacher").mkdir(parents=True)
+        (shared / "teacher/result.json").write_text("{}")
+        (shared / "curriculum-x").mkdir()
+        (shared / "config.yaml").write_text(f"seed: 0\ndata:\n  split_seed: 0\n  seed: 7\nteacher:\n  arch: r\n  seed: {seed}\n")
+    fake = root / "fake-skd"  # records, for each P1 grid, the shared folders it finds
+    fake.write_text("#!/usr/bin/env bash\nwhile [ $# -gt 0 ]; do [ \"$1\" = --out ] && out=$2; shift; done\n"
+                    "case $out in */clean-p1) echo \"$(ls $out/shared | tr '\\n' ' ')\" >> seen.txt ;; esac\n"
+                    "echo 'grid: 1 jobs: 1 trained'\n")
+    fake.chmod(0o755)
+    subprocess.run(["bash", "scripts/study-r2.sh", "tier-b"], cwd=root, env={**os.environ, "SKD": str(fake)},
+                   capture_output=True, text=True, check=True)
+    seen = [line.split() for line in (root / "seen.txt").read_text().splitlines()]
+    assert seen == [[f"fashion-mnist-{s:08x}" for s in range(t + 1)] for t in range(4)]  # teacher 4 never copied
+    copied = root / "study/r2/clean-p1/shared/fashion-mnist-00000000"
+    assert (copied / "teacher/result.json").is_file() and not (copied / "curriculum-x").exists()  # the teacher only
