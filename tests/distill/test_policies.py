@@ -8,10 +8,12 @@ import torch
 from selective_kd.distill import (
     POLICIES,
     ConstantLambda,
+    LabelAwareSelectiveReliance,
     PerSampleSelectiveReliance,
     ScheduledLambda,
     SelectiveReliance,
     default_shift,
+    label_confidence,
     make_policy,
     selective_reliance_lambda,
 )
@@ -71,3 +73,27 @@ def test_policies_are_built_by_name_with_their_parameters() -> None:
     with pytest.raises(ValueError, match="needs the curriculum"):
         make_policy("selective", {})
     assert set(POLICIES.names()) >= {"constant", "selective", "selective-sample", "schedule"}
+
+
+def test_label_confidence_is_top1_where_the_scorer_predicts_the_label_and_zero_where_not() -> None:
+    conf = torch.tensor([0.9, 0.9, 0.3])
+    correct = torch.tensor([True, False, False])
+    assert label_confidence(conf, correct).tolist() == pytest.approx([0.9, 0.0, 0.0])
+
+
+def test_label_aware_sr_relies_on_the_teacher_where_the_scorer_contradicts_the_label() -> None:
+    conf = torch.tensor([0.99, 0.97, 0.97, 0.99])
+    correct = torch.tensor([True, True, False, False])  # the last two: confidently put in another class
+    source = FixedConfidence(conf, 0.99, (1 - 0.98) / 0.99, correct)
+    easy, contradicted = batch([0, 1]), batch([2, 3])
+    assert LabelAwareSelectiveReliance(source)(easy).item() == pytest.approx(SelectiveReliance(source)(easy).item())
+    assert LabelAwareSelectiveReliance(source)(easy).item() == pytest.approx(0.0, abs=1e-6)
+    assert SelectiveReliance(source)(contradicted).item() == pytest.approx(0.0, abs=1e-6)  # the paper's rule: "easy"
+    # the scorer backs neither label: λ = (1 − 0) / 0.99 − s
+    assert LabelAwareSelectiveReliance(source)(contradicted).item() == pytest.approx((1 - (1 - 0.98)) / 0.99, rel=1e-5)
+    assert isinstance(make_policy("selective-label", {}, source), LabelAwareSelectiveReliance)
+
+
+def test_label_aware_sr_without_correctness_flags_says_what_it_needs() -> None:
+    with pytest.raises(ValueError, match="needs the curriculum's correct column"):
+        LabelAwareSelectiveReliance(FixedConfidence(torch.tensor([0.9]), 0.9, 0.0))(batch([0]))

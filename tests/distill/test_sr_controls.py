@@ -39,7 +39,7 @@ class Source(FixedConfidence):
 
 
 CONF = torch.tensor([0.99, 0.98, 0.97, 0.9, 0.8, 0.7, 0.5, 0.3])
-SOURCE = Source(CONF, 0.99, 0.0, FakePlan())
+SOURCE = Source(CONF, 0.99, 0.0, plan=FakePlan())
 
 
 def at(plan: FakePlan, epoch: int, step: int) -> Batch:

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from selective_kd.cli import main
 from selective_kd.curriculum import PACING
-from selective_kd.distill import LOSSES, POLICIES
+from selective_kd.distill import LOSSES, POLICIES, label_confidence
 
 pytestmark = pytest.mark.slow
 
@@ -55,3 +56,26 @@ def test_unknown_components_and_parameters_are_one_line_errors(tmp_path: Path, c
         assert main(["run", "--quiet", "--out", str(tmp_path / "x"), override, variants]) == 2, override
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (override, err)
+
+
+def test_label_aware_sr_logs_the_equation_applied_to_the_written_curriculum(tmp_path: Path) -> None:
+    """kd-cl-srlabel reads the scorer's correctness through the plan: each batch's λ follows from curriculum.csv."""
+    import csv
+
+    out = tmp_path / "label"
+    assert main(["run", "--quiet", "--out", str(out), *SMALL, "distill.variants=[kd-cl-sr,kd-cl-srlabel]"]) == 0
+    rows = sorted(csv.DictReader((out / "curriculum.csv").open()), key=lambda r: int(r["position"]))
+    conf = torch.tensor([float(r["confidence"]) for r in rows])
+    correct = torch.tensor([r["correct"] == "1" for r in rows])
+    assert not correct.all(), "a one-epoch teacher should get some samples wrong, or this test shows nothing"
+    label = label_confidence(conf, correct)
+    shift = json.loads((out / "students/kd-cl-srlabel/result.json").read_text())["shift"]
+    want = [min(1.0, max(0.0, (1 - label[i:i + 32].double().mean().item()) / conf.max().item() - shift))
+            for i in range(0, len(rows), 32)]
+    for name in ("kd-cl-srlabel", "kd-cl-sr"):
+        metrics = [json.loads(line) for line in (out / "students" / name / "metrics.jsonl").read_text().splitlines()]
+        got = metrics[0]["lam_batches"]
+        if name == "kd-cl-srlabel":
+            assert got == pytest.approx(want, abs=1e-5)
+        else:
+            assert got != pytest.approx(want, abs=1e-5)  # the paper's Top-1 rule differs where the scorer is wrong

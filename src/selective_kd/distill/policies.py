@@ -42,6 +42,7 @@ class ConfidenceSource(Protocol):
     confidence: Tensor  # per training sample, on the training device
     max_confidence: float
     shift: float
+    correct: Tensor | None  # per training sample: does the scorer's prediction agree with the label
 
 
 @dataclass
@@ -49,6 +50,7 @@ class FixedConfidence:
     confidence: Tensor
     max_confidence: float
     shift: float
+    correct: Tensor | None = None
 
 
 class BatchPlan(Protocol):
@@ -67,6 +69,20 @@ class BatchPlan(Protocol):
 def selective_reliance_lambda(batch_confidence: Tensor | float, max_confidence: float, shift: float) -> Tensor | float:
     """The paper's equation: λ = (1 − C̄_b) / max(C_g) − s (unclamped)."""
     return (1.0 - batch_confidence) / max_confidence - shift
+
+
+def label_confidence(confidence: Tensor, correct: Tensor) -> Tensor:
+    """Beyond the paper: how far the scorer backs each sample's *given* label.
+
+    The paper's C is the Top-1 confidence, whichever class it is for, so a sample the scorer
+    confidently puts in another class (under label noise, typically a flipped label) reads as
+    easy and gets λ near 0: SR then leans on the teacher least where the label is most likely
+    wrong (STUDY.md, round 2). Here a sample counts C where the scorer predicts its label and
+    0 where it predicts another class. The label's own probability there lies somewhere in
+    [0, 1 − C] and the curriculum does not record it; 0, the lower end, says "the scorer
+    does not back this label", and for a confident scorer 1 − C is small anyway.
+    """
+    return torch.where(correct.to(torch.bool), confidence, torch.zeros_like(confidence))
 
 
 def default_shift(confidence: Tensor, curriculum_order: Tensor, batch_size: int) -> float:
@@ -95,6 +111,28 @@ class SelectiveReliance:
         whole = batch.idx if batch.batch_idx is None else batch.batch_idx
         s = self.source
         return torch.clamp(selective_reliance_lambda(s.confidence[whole].mean(), s.max_confidence, s.shift), 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class LabelAwareSelectiveReliance:
+    """Beyond the paper: the paper's per-batch λ with C replaced by :func:`label_confidence`.
+
+    A batch of samples the scorer assigns to other classes than their labels now gets a
+    large λ (rely on the teacher, not on those labels) instead of the paper's λ ≈ 0 for a
+    confident scorer. The shift
+    is the run's: it zeroes the curriculum's first batch, whose samples the scorer gets
+    right, so that batch gets λ = 0 here too.
+    """
+
+    source: ConfidenceSource
+
+    def __call__(self, batch: Batch) -> Tensor:
+        whole = batch.idx if batch.batch_idx is None else batch.batch_idx
+        s = self.source
+        if s.correct is None:
+            raise ValueError("policy 'selective-label' needs the curriculum's correct column (which samples the scorer got right)")
+        c = label_confidence(s.confidence[whole], s.correct[whole])
+        return torch.clamp(selective_reliance_lambda(c.mean(), s.max_confidence, s.shift), 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -187,6 +225,13 @@ def selective_sample(source: ConfidenceSource | None) -> LambdaPolicy:
     """Selective reliance per sample rather than per batch."""
     assert source is not None, "selective reliance needs the curriculum's confidences"
     return PerSampleSelectiveReliance(source)
+
+
+@POLICIES.register("selective-label", needs=("teacher", "curriculum"))
+def selective_label(source: ConfidenceSource | None) -> LambdaPolicy:
+    """Selective reliance on the scorer's confidence in each sample's given label."""
+    assert source is not None, "selective reliance needs the curriculum's confidences"
+    return LabelAwareSelectiveReliance(source)
 
 
 @POLICIES.register("selective-mean", needs=("teacher", "curriculum", "plan"))

@@ -20,6 +20,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # Controls for selective reliance (not the paper's; reports name them by these keys):
     "kd-cl-srmean": {"order": "curriculum", "policy": "selective-mean"},  # constant λ = SR's mean λ on this run
     "kd-cl-srshuf": {"order": "curriculum", "policy": "selective-shuffled"},  # SR's λ values, batches shuffled
+    # Beyond the paper: SR reading the scorer's confidence in the given label, not its Top-1 class
+    "kd-cl-srlabel": {"order": "curriculum", "policy": "selective-label"},
 }
 
 PAPER_NAMES: dict[str, str] = {

@@ -29,6 +29,7 @@ class ConfidenceHolder:
     confidence: Tensor
     max_confidence: float
     shift: float
+    correct: Tensor | None = None  # the scorer's prediction agrees with the label (label-aware SR reads it)
     plan: StudentPlan | None = None  # the batches to come, for policies that look ahead (SR's controls)
 
 
@@ -65,13 +66,15 @@ class StudentPlan:
     def _source(self, cur: Curriculum) -> ConfidenceHolder:
         conf = cur.scores.confidence
         shift = self.fixed_shift if self.fixed_shift is not None else default_shift(conf, cur.order, self.batch_size)
-        return ConfidenceHolder(conf.float().to(self.device), float(conf.max().item()), shift, self)
+        return ConfidenceHolder(conf.float().to(self.device), float(conf.max().item()), shift,
+                                cur.scores.correct.to(self.device), self)
 
     def _adopt(self, cur: Curriculum) -> None:
         self.curriculum = cur
         fresh = self._source(cur)
         assert self.source is not None
         self.source.confidence, self.source.max_confidence, self.source.shift = fresh.confidence, fresh.max_confidence, fresh.shift
+        self.source.correct = fresh.correct
 
     @property
     def shift(self) -> float | None:

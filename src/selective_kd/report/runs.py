@@ -209,7 +209,7 @@ def find_curricula(run_dirs: Sequence[Path]) -> list[Path]:
     return found
 
 
-LAMBDA_POLICIES = ("selective", "selective-sample", "selective-shuffled", "schedule")  # λ changes from batch to batch
+LAMBDA_POLICIES = ("selective", "selective-sample", "selective-label", "selective-shuffled", "schedule")  # λ changes from batch to batch
 
 
 def lambda_series(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, list[list[float]]]]:

@@ -30,7 +30,7 @@ from selective_kd.report.stats_markdown import format_stats_markdown, protocol_f
 __all__ = ["LOW_LAMBDA", "SELECTIVE_POLICIES", "Tables", "collect_results", "low_lambda_note", "render_tables", "row_name"]
 
 LOW_LAMBDA = 0.05  # a selective-reliance student below this mean λ barely used its teacher
-SELECTIVE_POLICIES = ("selective", "selective-sample")  # λ from the scorer's confidences
+SELECTIVE_POLICIES = ("selective", "selective-sample", "selective-label")  # λ from the scorer's confidences
 STATS_BASELINES = ("kd", "unguided")  # every variant is compared with these; with the claims, one Holm family
 
 
