@@ -113,3 +113,37 @@ def test_tier_b_copies_into_p1_only_the_teacher_it_runs(tmp_path: Path) -> None:
     assert seen == [[f"fashion-mnist-{s:08x}" for s in range(t + 1)] for t in range(4)]  # teacher 4 never copied
     copied = root / "study/r2/clean-p1/shared/fashion-mnist-00000000"
     assert (copied / "teacher/result.json").is_file() and not (copied / "curriculum-x").exists()  # the teacher only
+
+
+def test_round_3_reuses_round_2s_teachers_and_two_students_and_keeps_results_off_the_terminal(tmp_path: Path) -> None:
+    """study/PLAN-r3.md: kd-cl-srlabel is trained beside copies of round 2's kd and kd-cl-sr, blinded until the end."""
+    root = repo(tmp_path)
+    shutil.copy(ROOT / "scripts" / "study-r3.sh", root / "scripts" / "study-r3.sh")
+    for regime in ("clean", "sym40", "asym30", "short"):
+        cell = root / f"study/r2/{regime}-p3"
+        (cell / "shared/fashion-mnist-0/teacher").mkdir(parents=True)
+        (cell / "shared/fashion-mnist-0/teacher/result.json").write_text("{}")
+        seed = cell / "runs/fashion-mnist/teacher0/seed0"
+        for v in ("kd", "kd-cl-sr", "wsld"):
+            (seed / "students" / v).mkdir(parents=True)
+            (seed / "students" / v / "result.json").write_text(f'{{"v": "{v}"}}')
+        (seed / "config.yaml").write_text("seed: 0\n")
+    fake = root / "fake-skd"
+    fake.write_text("#!/usr/bin/env bash\necho \"$*\" >> calls.txt\n"
+                    "printf 'model dataset seed val_acc\\nkd-cl-srlabel fashion-mnist 0 81.20%%\\n\\n'\n"
+                    "echo 'grid: 3 jobs: 1 trained'\n")
+    fake.chmod(0o755)
+    out = subprocess.run(["bash", "scripts/study-r3.sh", "run"], cwd=root, env={**os.environ, "SKD": str(fake)},
+                         capture_output=True, text=True, check=True)
+    assert out.stdout.splitlines() == ["grid: 3 jobs: 1 trained"] * 4 and "81.20" not in out.stdout + out.stderr
+    calls = (root / "calls.txt").read_text().splitlines()
+    assert [c.split("--out ")[1].split()[0] for c in calls] == [f"study/r3/{r}-p3" for r in ("clean", "sym40", "asym30", "short")]
+    assert all("variants=[kd,kd-cl-sr,kd-cl-srlabel]" in c and "teacher_seeds=[0,1,2,3,4,5,6,7,8,9,10,11]" in c for c in calls)
+    students = root / "study/r3/sym40-p3/runs/fashion-mnist/teacher0/seed0/students"
+    assert sorted(p.name for p in students.iterdir()) == ["kd", "kd-cl-sr"]  # wsld is not part of round 3
+    assert (students.parent / "config.yaml").is_file() and (root / "study/r3/sym40-p3/shared/fashion-mnist-0/teacher/result.json").is_file()
+    assert (root / "study/r3/sym40-p3/IN-PROGRESS").is_file()
+    (students / "kd" / "result.json").write_text("trained here")
+    subprocess.run(["bash", "scripts/study-r3.sh", "run"], cwd=root, env={**os.environ, "SKD": str(fake)}, check=True,
+                   capture_output=True)
+    assert (students / "kd" / "result.json").read_text() == "trained here"  # a second call overwrites nothing
