@@ -185,6 +185,17 @@ def test_local_grid_shares_one_teacher_reports_seed_statistics_and_skips_when_as
     # grid.json names folders relative to the grid folder, so a copy of it (a study folder) still finds them.
     assert {r["folder"] for r in s["runs"]} == {"runs/digits/seed0", "runs/digits/seed1"} and s["out"] == "."
     assert all(not Path(r["folder"]).is_absolute() and (out / r["folder"]).is_dir() for r in s["runs"] + s["shared"])
+    # Without grid.json (run folders copied in from elsewhere) every stage finds its run finished:
+    # nothing is trained, and the summary must not say it was.
+    (out / "grid.json").unlink()
+    capsys.readouterr()
+    assert grid_command(build_args("--out", str(out), "seeds=2", "variants=[unguided,kd,kd-cl-sr]", *TINY)) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[-1] == ("grid: 8 jobs: 0 trained, 0 skipped (finished earlier with these settings), 0 refused, 0 failed, "
+                       "8 found finished in their folders (not trained again)")
+    assert sum(line.startswith("[grid] found") for line in err) == 8
+    assert all(r.get("found") for r in summary(out)["runs"])
+    assert {p: p.stat().st_mtime_ns for p in sorted(out.glob("**/model.pt"))} == stamps
 
 
 @pytest.mark.slow

@@ -53,7 +53,7 @@ def grid_summary(grid: Grid, records: dict[str, Record], spec: GridSpec, ledger:
         return {"id": job.id, "kind": job.kind, "dataset": job.dataset, "seed": job.seed, "variant": job.variant,
                 "sweep": job.sweep, "status": r.status, "attempts": r.attempts, "seconds": round(r.seconds, 3),
                 "folder": relative_to_grid(job.out, grid.out), "log": relative_to_grid(r.log or job.log, grid.out),
-                "error": r.error or None, "refused": r.user_error,
+                "error": r.error or None, "refused": r.user_error, **({"found": True} if r.found else {}),
                 "request": job.request(), **({"shared": job.needs} if job.kind == "student" else {"needs": job.needs})}
 
     return {
@@ -95,9 +95,11 @@ def summary_line(grid: Grid, records: dict[str, Record]) -> str:
     """``grid: 12 jobs: 0 trained, 12 skipped, 0 refused, 0 failed`` (and ``N not needed`` when some were)."""
     statuses = [records[j.id].status for j in grid.jobs()]
     counts = {s: statuses.count(s) for s in ("done", "skipped", "refused", "failed", "unused")}
+    found = sum(1 for j in grid.jobs() if records[j.id].status == "done" and records[j.id].found)
     unused = f", {counts['unused']} not needed" if counts["unused"] else ""
-    return (f"grid: {len(statuses)} jobs: {counts['done']} trained, {counts['skipped']} skipped (finished earlier "
-            f"with these settings), {counts['refused']} refused, {counts['failed']} failed{unused}")
+    reused = f", {found} found finished in their folders (not trained again)" if found else ""
+    return (f"grid: {len(statuses)} jobs: {counts['done'] - found} trained, {counts['skipped']} skipped (finished earlier "
+            f"with these settings), {counts['refused']} refused, {counts['failed']} failed{unused}{reused}")
 
 
 def _report_groups(grid: Grid, records: dict[str, Record]) -> dict[str, list[Path]]:
