@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --margin: test exactly the comparison families a study registered in this YAML file "
                         "(families: {name: {label: [variant, reference]}}), each one Holm family, instead of every variant "
                         "against kd and unguided")
+    p.add_argument("--tables-only", action="store_true",
+                   help="write results.md and results.csv but draw no figures (a check of a study's tables in seconds)")
     p.add_argument("--cells", action="store_true",
                    help="with --margin and --families: each folder is one cell of a study (e.g. a regime); write "
                         "OUT/summary.md, the registered comparisons, means, teachers and noise detection side by side")
@@ -199,9 +201,11 @@ def dispatch(args: argparse.Namespace) -> int:
         if args.cells:
             return _cells(args.runs, out, margin, families)
         written: list[Path] = []
-        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin, families=families)
+        text = write_report(find_run_dirs(args.runs), out, written=written, margin=margin, families=families,
+                            figures=not args.tables_only)
         print(text)
-        figures = ", ".join(p.name for p in written if p.suffix == ".png") or "none (no per-epoch metrics to draw)"
+        none = "none (--tables-only)" if args.tables_only else "none (no per-epoch metrics to draw)"
+        figures = ", ".join(p.name for p in written if p.suffix == ".png") or none
         print(f"\nwritten: {out / 'results.md'}, {out / 'results.csv'}; figures: {figures}")
         return 0
 

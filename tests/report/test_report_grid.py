@@ -176,6 +176,10 @@ def test_report_names_only_the_figures_it_wrote(tmp_path: Path, capsys: pytest.C
     assert "figures: none" in capsys.readouterr().out and not list((tmp_path / "out").glob("*.png"))
     assert main(["report", str(committed_grid(tmp_path / "g")), "--out", str(tmp_path / "out2")]) == 0
     assert "figures: figure3_convergence.png, figure_lambda.png, figure1_curriculum.png" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "g"), "--out", str(tmp_path / "out3"), "--tables-only"]) == 0
+    assert "figures: none (--tables-only)" in capsys.readouterr().out and not list((tmp_path / "out3").glob("*.png"))
+    for table in ("results.md", "results.csv"):  # the same tables, figures or not
+        assert (tmp_path / "out3" / table).read_bytes() == (tmp_path / "out2" / table).read_bytes()
 
 
 def test_lambda_legend_says_its_mean_is_the_drawn_epochs_not_the_tables() -> None:

@@ -14,7 +14,7 @@ FIGURE_LAMBDA = "figure_lambda.png"
 
 def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] | None = None,
                  written: list[Path] | None = None, margin: float | None = None,
-                 families: Sequence[Family] | None = None) -> str:
+                 families: Sequence[Family] | None = None, figures: bool = True) -> str:
     """results.md, results.csv, Figures 1 and 3 and the λ figure for the given run folders.
 
     Returns Table 2 as text, followed by any warning the tables carry (a selective-
@@ -28,7 +28,8 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     Figure 1; by default those beside the runs or under their grid's ``shared/`` that the
     students read (:func:`selective_kd.report.runs.find_curricula`). Every file is read
     and every table computed before the first write, so a damaged result, curriculum or
-    a table that cannot be made leaves ``out`` as it was.
+    a table that cannot be made leaves ``out`` as it was. ``figures=False`` writes the two
+    tables only (drawing a study's figures takes most of a report's time).
     """
     from selective_kd.fileio import write_text
     from selective_kd.layout import FIGURE1, FIGURE3
@@ -43,7 +44,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     rows = collect_results(run_dirs)
     tables = render_tables(rows, margin, families)
     datasets = list(dict.fromkeys(r["dataset"] for r in rows))
-    figures: list[tuple[Path, dict[str, list[Any]], str]] = []
+    convergence: list[tuple[Path, dict[str, list[Any]], str]] = []
     for dataset in datasets:
         curves: dict[str, list[Any]] = {}
         for r in rows:
@@ -52,7 +53,7 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
                 curves.setdefault(row_name(r) if r["compare"] else r["model"], []).append(r["history"])
         if curves:
             name = FIGURE3 if len(datasets) == 1 else f"figure3_convergence_{dataset}.png"
-            figures.append((out / name, curves, f"{dataset}: validation metrics per epoch"))
+            convergence.append((out / name, curves, f"{dataset}: validation metrics per epoch"))
     lam = lambda_series(rows)
     if curricula is None:  # found beside the runs or in their grid: draw those the students read
         loaded = used_curricula(find_curricula(run_dirs), rows)
@@ -66,7 +67,9 @@ def write_report(run_dirs: Sequence[Path], out: Path, curricula: Sequence[Path] 
     write_text(out / "results.csv", tables.csv)
     write_text(out / "results.md", tables.markdown if noise is None else f"{tables.markdown.rstrip()}\n\n{noise}")
     done += [out / "results.md", out / "results.csv"]
-    for path, curves, title in figures:
+    if not figures:
+        convergence, lam, loaded = [], {}, []
+    for path, curves, title in convergence:
         plot_convergence(curves, path, title=title)
         done.append(path)
     if lam:
