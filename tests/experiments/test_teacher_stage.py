@@ -156,6 +156,13 @@ def test_a_grid_over_teacher_epochs_trains_one_teacher_that_keeps_them_all(tmp_p
     assert grid_command(parser.parse_args(argv)) == 0
     summary = json.loads((out / "grid.json").read_text())
     assert {r["status"] for r in summary["shared"] + summary["runs"]} == {"skipped"}
+    # Another epoch to keep: the finished teacher trains its first 2 epochs again, so the grid
+    # must count it as trained, not as found finished in its folder.
+    argv[-1] = "sweep.distill.teacher_epoch=[2]"
+    assert grid_command(parser.parse_args(argv)) == 0
+    summary = json.loads((out / "grid.json").read_text())
+    assert [(r["kind"], r["status"], r.get("found", False)) for r in summary["shared"]] == [("teacher", "done", False)]
+    assert (teacher / "epoch-2.pt").is_file()
 
 
 def _one_line(proc: subprocess.CompletedProcess[str], *needles: str) -> None:

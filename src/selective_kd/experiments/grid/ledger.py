@@ -58,6 +58,21 @@ def files_digest(job: Job) -> str | None:
     return h.hexdigest()
 
 
+def folder_state(job: Job) -> tuple[tuple[str, int, int], ...] | None:
+    """Every file in the folder of the job's outputs: (name, size, mtime); None while an output is missing.
+
+    The same state before and after a run means its stage wrote nothing there: it found the
+    job finished (copied-in folders, a ledger that does not know them). A stage that trains
+    anything, even epochs it had run before (a teacher keeping an early epoch), writes there.
+    """
+    outputs = job.outputs()
+    if not all(f.is_file() for f in outputs):
+        return None
+    folder = outputs[0].parent
+    return tuple(sorted((f.relative_to(folder).as_posix(), (st := f.stat()).st_size, st.st_mtime_ns)
+                        for f in folder.rglob("*") if f.is_file()))
+
+
 def is_current(job: Job, ledger: Ledger) -> bool:
     """Finished by an earlier call with this very request, its files unchanged since."""
     entry = ledger.get(job.id)

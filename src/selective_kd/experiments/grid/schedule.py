@@ -21,7 +21,7 @@ from pathlib import Path
 from selective_kd.errors import UserError
 from selective_kd.experiments.grid.executors import Executor
 from selective_kd.experiments.grid.jobs import LOGS, Grid, Job
-from selective_kd.experiments.grid.ledger import Ledger, files_digest, is_current, refusal
+from selective_kd.experiments.grid.ledger import Ledger, folder_state, is_current, refusal
 from selective_kd.experiments.grid.worker import Outcome
 
 Say = Callable[[str], None]
@@ -39,7 +39,7 @@ class Record:
     error: str = ""
     log: str | None = None  # where to look when it failed (its own log, or its teacher's)
     user_error: bool = False  # failed on settings or files the user must fix (not retried)
-    before: str | None = None  # the digest of its files when it was submitted (None: not all there)
+    before: tuple[tuple[str, int, int], ...] | None = None  # its folder's files when submitted (ledger.folder_state)
     found: bool = False  # done, but its stage found it finished in its folder: nothing was trained
 
 
@@ -116,7 +116,7 @@ def run_jobs(jobs: Sequence[Job], executor: Executor, records: dict[str, Record]
             record = records[job.id]
             record.attempts += 1
             _log_header(job, record.attempts)
-            record.before = files_digest(job)
+            record.before = folder_state(job)
             executor.submit(job)
             running += 1
         for job, outcome in executor.wait():
@@ -138,7 +138,7 @@ def _settle(job: Job, outcome: Outcome, record: Record, retries: int, say: Say) 
         record.status, record.error, record.user_error = "done", "", False
         # Finished in its folder already (copied in, or a grid.json that does not know it):
         # the stage reused it, so it must not be counted as trained.
-        record.found = record.before is not None and files_digest(job) == record.before
+        record.found = record.before is not None and folder_state(job) == record.before
         say(f"{'found ' if record.found else 'done  '} {job.id} ({outcome.seconds:.1f}s{_metric(job)})")
         return True
     record.error, record.log, record.user_error = outcome.error, job.log, outcome.user_error
