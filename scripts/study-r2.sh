@@ -98,13 +98,7 @@ case "${1:-}" in
       "$SKD" report $(cat "$OUT/summary-$p/summary-args") --out "$OUT/summary-$p"
     done ;;
   stage)
-    # What a session commits as runs finish: every file the folders' .gitignore lets through,
-    # except the metrics.jsonl of a stage still running (no result.json beside it yet).
-    git ls-files -o -m --exclude-standard "$OUT" | while IFS= read -r f; do
-      case "$f" in */metrics.jsonl) [ -f "$(dirname "$f")/result.json" ] || continue ;; esac
-      git add -- "$f"
-    done
-    git diff --cached --stat -- "$OUT" | tail -1 ;;
+    bash scripts/study-stage.sh "$OUT" ;;   # what a session commits as runs finish
   *)
     echo "usage: bash scripts/study-r2.sh sizing | tier-a | tier-b | report | stage" >&2; exit 2 ;;
 esac

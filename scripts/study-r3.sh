@@ -63,11 +63,7 @@ case "${1:-}" in
     # shellcheck disable=SC2046
     "$SKD" report $(cat "$OUT/summary/summary-args") --out "$OUT/summary" ;;
   stage)
-    git ls-files -o -m --exclude-standard "$OUT" | while IFS= read -r f; do
-      case "$f" in */metrics.jsonl) [ -f "$(dirname "$f")/result.json" ] || continue ;; esac
-      git add -- "$f"
-    done
-    git diff --cached --stat -- "$OUT" | tail -1 ;;
+    bash scripts/study-stage.sh "$OUT" ;;   # what a session commits as runs finish
   *)
     echo "usage: bash scripts/study-r3.sh run | report | stage" >&2; exit 2 ;;
 esac

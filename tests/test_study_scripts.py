@@ -16,7 +16,8 @@ pytestmark = pytest.mark.skipif(shutil.which("git") is None or shutil.which("bas
 def repo(tmp_path: Path) -> Path:
     """A throwaway git repository holding the study script, as a clone would."""
     (tmp_path / "scripts").mkdir()
-    shutil.copy(ROOT / "scripts" / "study-r2.sh", tmp_path / "scripts" / "study-r2.sh")
+    for script in (ROOT / "scripts").glob("study-*.sh"):
+        shutil.copy(script, tmp_path / "scripts" / script.name)
     env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True, env=env)
     return tmp_path
@@ -118,7 +119,6 @@ def test_tier_b_copies_into_p1_only_the_teacher_it_runs(tmp_path: Path) -> None:
 def test_round_3_reuses_round_2s_teachers_and_two_students_and_keeps_results_off_the_terminal(tmp_path: Path) -> None:
     """study/PLAN-r3.md: kd-cl-srlabel is trained beside copies of round 2's kd and kd-cl-sr, blinded until the end."""
     root = repo(tmp_path)
-    shutil.copy(ROOT / "scripts" / "study-r3.sh", root / "scripts" / "study-r3.sh")
     for regime in ("clean", "sym40", "asym30", "short"):
         cell = root / f"study/r2/{regime}-p3"
         (cell / "shared/fashion-mnist-0/teacher").mkdir(parents=True)
