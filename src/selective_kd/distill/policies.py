@@ -71,6 +71,11 @@ def selective_reliance_lambda(batch_confidence: Tensor | float, max_confidence: 
     return (1.0 - batch_confidence) / max_confidence - shift
 
 
+def clamped_lambda(confidence: Tensor, source: ConfidenceSource) -> Tensor:
+    """The paper's λ for a (batch mean or per-sample) confidence, clamped to [0, 1] (see the module docstring)."""
+    return torch.clamp(selective_reliance_lambda(confidence, source.max_confidence, source.shift), 0.0, 1.0)
+
+
 def label_confidence(confidence: Tensor, correct: Tensor) -> Tensor:
     """Beyond the paper: how far the scorer backs each sample's *given* label.
 
@@ -109,8 +114,7 @@ class SelectiveReliance:
 
     def __call__(self, batch: Batch) -> Tensor:
         whole = batch.idx if batch.batch_idx is None else batch.batch_idx
-        s = self.source
-        return torch.clamp(selective_reliance_lambda(s.confidence[whole].mean(), s.max_confidence, s.shift), 0.0, 1.0)
+        return clamped_lambda(self.source.confidence[whole].mean(), self.source)
 
 
 @dataclass(frozen=True)
@@ -119,9 +123,8 @@ class LabelAwareSelectiveReliance:
 
     A batch of samples the scorer assigns to other classes than their labels now gets a
     large λ (rely on the teacher, not on those labels) instead of the paper's λ ≈ 0 for a
-    confident scorer. The shift
-    is the run's: it zeroes the curriculum's first batch, whose samples the scorer gets
-    right, so that batch gets λ = 0 here too.
+    confident scorer. The shift is the run's: it zeroes the curriculum's first batch, whose
+    samples the scorer gets right, so that batch gets λ = 0 here too.
     """
 
     source: ConfidenceSource
@@ -131,8 +134,7 @@ class LabelAwareSelectiveReliance:
         s = self.source
         if s.correct is None:
             raise ValueError("policy 'selective-label' needs the curriculum's correct column (which samples the scorer got right)")
-        c = label_confidence(s.confidence[whole], s.correct[whole])
-        return torch.clamp(selective_reliance_lambda(c.mean(), s.max_confidence, s.shift), 0.0, 1.0)
+        return clamped_lambda(label_confidence(s.confidence[whole], s.correct[whole]).mean(), s)
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,7 @@ class PerSampleSelectiveReliance:
     source: ConfidenceSource
 
     def __call__(self, batch: Batch) -> Tensor:
-        s = self.source
-        return torch.clamp(selective_reliance_lambda(s.confidence[batch.idx], s.max_confidence, s.shift), 0.0, 1.0)
+        return clamped_lambda(self.source.confidence[batch.idx], self.source)
 
 
 @dataclass(frozen=True)
@@ -168,8 +169,7 @@ def selective_lambdas(source: ConfidenceSource, plan: BatchPlan) -> list[Tensor]
     """SR's λ for every batch of every epoch (one tensor per epoch), as :class:`SelectiveReliance` gives them."""
     out = []
     for epoch in range(plan.epochs):
-        values = [torch.clamp(selective_reliance_lambda(source.confidence[b.to(source.confidence.device)].mean(),
-                                                        source.max_confidence, source.shift), 0.0, 1.0)
+        values = [clamped_lambda(source.confidence[b.to(source.confidence.device)].mean(), source)
                   for b in plan.planned_batches(epoch)]
         out.append(torch.stack(values) if values else torch.empty(0, device=source.confidence.device))
     return out
